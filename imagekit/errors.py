@@ -1,0 +1,44 @@
+"""One exception hierarchy; the CLI turns it into a message and an exit code in one place."""
+
+from __future__ import annotations
+
+
+class ImagekitError(Exception):
+    """Base of every error the CLI reports without a traceback.
+
+    ``return_code`` follows the CLI contract: 2 for bad input, 1 for a build or test that failed.
+    """
+
+    return_code = 1
+
+    def __init__(self, message: str, *, tip: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tip = tip
+
+
+class ConfigurationError(ImagekitError):
+    """The user's input (matrix files, flags, environment) cannot be used."""
+
+    return_code = 2
+
+
+class MatrixError(ConfigurationError):
+    """One or more problems in matrix files, each located at file:line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"the matrix has {len(problems)} {noun}:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class EngineError(ImagekitError):
+    """The Docker engine or CLI cannot do what is needed on this host."""
+
+    return_code = 2
+
+
+class RunFailed(ImagekitError):
+    """Some images failed to build or test; the others were still processed."""
+
+    return_code = 1

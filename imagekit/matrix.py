@@ -1,0 +1,307 @@
+"""matrix.yaml → validated, typed, immutable image specifications.
+
+Validation happens here once: shape (pydantic, unknown keys refused), then the compatibility facts.
+Every problem is reported together, each at the file and line that set the field. The rest of
+imagekit trusts the objects this module returns.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+
+from . import facts as facts_mod
+from .errors import ConfigurationError, MatrixError
+from .facts import cuda_minor, version_tuple
+from .matrix_source import Key, MatrixSource, field_name, load
+
+Flavor = Literal["runtime", "devel"]
+FLAVORS: tuple[str, ...] = ("runtime", "devel")
+
+# ${VAR} or ${VAR:-default} in index URLs, so credentials stay in the environment, never in files.
+PYPI_INDEX = "${PIP_INDEX_URL:-https://pypi.org/simple}"
+PYTORCH_INDEX = "https://download.pytorch.org/whl/{channel}"
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# A docker repository: lowercase path components, optional registry host[:port] in front.
+_REPOSITORY = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
+_CUDA = re.compile(r"^\d+\.\d+\.\d+$")
+_DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TorchSection(_Model):
+    version: StrictStr
+    torchaudio: StrictStr
+
+
+class UserSection(_Model):
+    name: StrictStr = "imagekit"
+    uid: StrictInt = Field(default=1000, ge=1, le=2**31 - 1)
+
+
+class PerFlavor(_Model):
+    runtime: StrictStr | None = None
+    devel: StrictStr | None = None
+
+
+class VariantSection(_Model):
+    cuda: StrictStr
+    wheel: StrictStr
+    base_image: PerFlavor | None = None
+    os: StrictStr | None = None
+    driver: StrictStr | None = None
+
+    @field_validator("base_image", mode="before")
+    @classmethod
+    def _one_base_for_all_flavors(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {flavor: value for flavor in FLAVORS}
+        return value
+
+
+class MatrixSection(_Model):
+    repository: StrictStr = "imagekit/pytorch"
+    source: StrictStr | None = None
+    torch: TorchSection
+    python: StrictStr
+    os: StrictStr = "ubuntu22.04"
+    flavors: list[Flavor] = Field(min_length=1)
+    variants: dict[str, VariantSection] = Field(min_length=1)
+    indexes: dict[str, StrictStr] = {}
+    packages: list[StrictStr] = []
+    templates: StrictStr = "templates"
+    smoke: StrictStr = "smoke"
+    user: UserSection = UserSection()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One matrix cell: everything that determines one image, and nothing host-specific."""
+
+    id: str
+    repository: str
+    variant: str
+    flavor: str
+    torch: str
+    torchaudio: str
+    python: str
+    cuda: str
+    wheel: str
+    wheel_cuda: str
+    driver_min: str
+    base_image: str
+    index_url: str
+    packages: tuple[str, ...]
+    user: str
+    uid: int
+
+    @property
+    def tag(self) -> str:
+        return f"{self.repository}:{self.id}"
+
+    def entry(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    images: tuple[ImageSpec, ...]
+    templates_dir: Path
+    smoke_dir: Path
+    source: str | None
+    files: tuple[Path, ...]
+
+    def select(self, patterns: list[str] | None) -> list[ImageSpec]:
+        """Images whose id matches any glob in ``patterns`` (all when none given)."""
+        if not patterns:
+            return list(self.images)
+        chosen = [img for img in self.images if any(fnmatch.fnmatchcase(img.id, p) for p in patterns)]
+        if not chosen:
+            ids = ", ".join(img.id for img in self.images)
+            raise ConfigurationError(
+                f"--only {' '.join(repr(p) for p in patterns)} matches no image",
+                tip=f"image ids are: {ids}",
+            )
+        return chosen
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at ``loc`` inside ``model``, for 'did you mean' suggestions."""
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return []
+            current = _unwrap_optional(field.annotation)
+        elif get_origin(current) in (dict, list):
+            current = _unwrap_optional(get_args(current)[-1])  # the part was a key or an index
+        else:
+            return []
+    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+
+
+def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc: Key = tuple(err["loc"])
+        where = src.origin(loc)
+        name = field_name(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _fields_of(MatrixSection, loc[:-1]), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"{where}: {name}: unknown key{hint}")
+        elif kind == "missing":
+            problems.append(f"{where}: {name}: required field is missing")
+        elif kind == "string_type" and isinstance(err.get("input"), (int, float)) and not isinstance(err["input"], bool):
+            problems.append(
+                f"{where}: {name}: must be a string in quotes, like {loc[-1]}: \"3.11\"; "
+                f"YAML read this one as the number {err['input']}"
+            )
+        else:
+            problems.append(f"{where}: {name}: {err['msg']}")
+    return problems
+
+
+def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
+    facts = facts_mod.load()
+    problems: list[str] = []
+
+    def bad(key: Key, message: str) -> None:
+        problems.append(f"{src.origin(key)}: {field_name(key)}: {message}")
+
+    if not _REPOSITORY.match(m.repository):
+        bad(("repository",), f"'{m.repository}' is not a valid image repository (lowercase, e.g. registry.example/ml/pytorch)")
+    if len(set(m.flavors)) != len(m.flavors):
+        bad(("flavors",), "lists a flavor twice")
+    for i, pkg in enumerate(m.packages):
+        if not _PINNED.match(pkg):
+            bad(("packages", i), f"'{pkg}' must be pinned as name==version so images rebuild to the same content")
+
+    release = facts.torch.get(m.torch.version)
+    if release is None:
+        bad(("torch", "version"), f"torch {m.torch.version} is not known to imagekit (known: {', '.join(facts.torch)}); add it to imagekit/data/facts.yaml with its sources")
+        return problems
+    if m.torch.torchaudio != release.torchaudio:
+        bad(("torch", "torchaudio"), f"torch {release.version} pairs with torchaudio {release.torchaudio}, not {m.torch.torchaudio}")
+    if m.python not in release.python:
+        bad(("python",), f"torch {release.version} publishes wheels for Python {', '.join(release.python)}, not {m.python}")
+
+    for name, v in m.variants.items():
+        key: Key = ("variants", name)
+        if not _NAME.match(name):
+            bad(key, "variant names must be lowercase letters, digits, '.', '_' or '-' (they become part of image tags)")
+        if v.wheel not in release.wheels:
+            wanted = facts.wheel_cuda.get(v.wheel)
+            same_major = [w for w in release.wheels if wanted and facts.wheel_cuda[w].split(".")[0] == wanted.split(".")[0]]
+            newer = [w for w in same_major if version_tuple(facts.wheel_cuda[w]) >= version_tuple(wanted or "0")]
+            pick = (newer or same_major or list(release.wheels))[0]
+            bad(key + ("wheel",), f"torch {release.version} publishes no {v.wheel} wheel (its channels: {', '.join(release.wheels)}); pick wheel: {pick}"
+                + (f", which runs on a CUDA {wanted} base under minor-version compatibility" if newer and wanted else ""))
+            continue
+        wheel_cuda = facts.wheel_cuda[v.wheel]
+        if not _CUDA.match(v.cuda):
+            bad(key + ("cuda",), f"'{v.cuda}' must be a full CUDA version such as 12.1.1")
+            continue
+        if v.cuda in facts.cuda_tags_replaced:
+            bad(key + ("cuda",), f"nvidia/cuda {v.cuda} tags are unsupported; use {facts.cuda_tags_replaced[v.cuda]}")
+            continue
+        os_name = v.os or m.os
+        derived = [f for f in m.flavors if v.base_image is None or getattr(v.base_image, f) is None]
+        if derived and v.cuda not in facts.cuda_tags:
+            bad(key + ("cuda",), f"no supported nvidia/cuda image for CUDA {v.cuda} (supported: {', '.join(facts.cuda_tags)}); pick one or set base_image")
+        if derived and os_name not in facts.cuda_os:
+            bad(key + ("os",) if v.os else ("os",), f"nvidia/cuda images exist for {', '.join(facts.cuda_os)}, not {os_name}; pick one or set base_image")
+        if v.cuda.split(".")[0] != wheel_cuda.split(".")[0]:
+            bad(key + ("wheel",), f"wheel {v.wheel} bundles CUDA {wheel_cuda} libraries but the base is CUDA {v.cuda}; pick a CUDA {v.cuda.split('.')[0]}.x wheel or a CUDA {wheel_cuda} base")
+            continue
+        needed = _driver_min(v.cuda, wheel_cuda)
+        if v.driver is not None:
+            if not _DRIVER.match(v.driver):
+                bad(key + ("driver",), f"'{v.driver}' is not a driver version such as 535.104.05")
+            elif version_tuple(v.driver) < version_tuple(needed):
+                runs = [w for w in release.wheels if version_tuple(_driver_min(facts.wheel_cuda[w] + ".0", facts.wheel_cuda[w])) <= version_tuple(v.driver)]
+                instead = f"; on driver {v.driver} use wheel {runs[0]} on a CUDA {facts.wheel_cuda[runs[0]]} base" if runs else "; no torch wheel runs on it"
+                bad(key + ("driver",), f"CUDA {v.cuda} with wheel {v.wheel} (CUDA {wheel_cuda}) needs driver >= {needed}{instead}")
+    return problems
+
+
+def _driver_min(base_cuda: str, wheel_cuda: str) -> str:
+    facts = facts_mod.load()
+    candidates = [d for d in (facts.driver_needed(base_cuda), facts.driver_needed(wheel_cuda)) if d]
+    return max(candidates, key=version_tuple) if candidates else "unknown"
+
+
+def _resolve_path(src: MatrixSource, key: str, value: str) -> Path:
+    """Paths in a matrix file are relative to the file that set them."""
+    path = Path(value)
+    return path if path.is_absolute() else src.origin((key,)).file.parent / path
+
+
+def build(src: MatrixSource) -> Matrix:
+    try:
+        m = MatrixSection.model_validate(src.data)
+    except ValidationError as exc:
+        raise MatrixError(_shape_problems(src, exc)) from None
+    problems = _fact_problems(src, m)
+    if problems:
+        raise MatrixError(problems)
+
+    facts = facts_mod.load()
+    release = facts.torch[m.torch.version]
+    images = []
+    for name, v in m.variants.items():
+        wheel_cuda = facts.wheel_cuda[v.wheel]
+        index = m.indexes.get(v.wheel) or (PYPI_INDEX if v.wheel == release.pypi_wheel else PYTORCH_INDEX.format(channel=v.wheel))
+        for flavor in m.flavors:
+            base = getattr(v.base_image, flavor) if v.base_image else None
+            base = base or f"nvidia/cuda:{v.cuda}-{facts.flavor_tag[flavor]}-{v.os or m.os}"
+            images.append(
+                ImageSpec(
+                    id=f"{m.torch.version}-{name}-py{m.python}-{flavor}",
+                    repository=m.repository,
+                    variant=name,
+                    flavor=flavor,
+                    torch=m.torch.version,
+                    torchaudio=m.torch.torchaudio,
+                    python=m.python,
+                    cuda=v.cuda,
+                    wheel=v.wheel,
+                    wheel_cuda=wheel_cuda,
+                    driver_min=_driver_min(v.cuda, wheel_cuda),
+                    base_image=base,
+                    index_url=index,
+                    packages=tuple(m.packages),
+                    user=m.user.name,
+                    uid=m.user.uid,
+                )
+            )
+    return Matrix(
+        images=tuple(images),
+        templates_dir=_resolve_path(src, "templates", m.templates),
+        smoke_dir=_resolve_path(src, "smoke", m.smoke),
+        source=m.source,
+        files=src.files,
+    )
+
+
+def load_matrix(paths: list[Path]) -> Matrix:
+    return build(load(paths))
