@@ -1,0 +1,46 @@
+"""Where and when an image was built from: git revision, source URL, creation time."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Provenance:
+    revision: str | None
+    source: str | None
+    created: str
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _public_url(url: str | None) -> str | None:
+    """A remote URL fit for a label: never with credentials embedded (https://user:token@host/...)."""
+    if url and "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
+
+
+def collect(matrix_dir: Path, source: str | None) -> Provenance:
+    revision = _git(matrix_dir, "rev-parse", "HEAD")
+    if revision and _git(matrix_dir, "status", "--porcelain", "--untracked-files=no"):
+        revision += "-dirty"
+    # SOURCE_DATE_EPOCH when the caller sets it (reproducible-builds.org convention), else now.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
+    return Provenance(
+        revision=revision,
+        source=source or _public_url(_git(matrix_dir, "remote", "get-url", "origin")),
+        created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+    )
