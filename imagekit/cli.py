@@ -1,0 +1,199 @@
+"""The `imagekit` command. `main_inner` raises; `main` is the one place errors become messages and
+exit codes: 0 success, 1 a build or test failed, 2 bad input or an unusable host."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from . import console, reports
+from .build import build_images
+from .doctor import run_checks
+from .engine import Engine, find_builder
+from .errors import ConfigurationError, ImagekitError, RunFailed
+from .matrix import Matrix, load_matrix
+from .provenance import collect
+from .render import Renderer
+from .testrun import TestOptions, resolve_gpus, test_images
+
+DEFAULT_MATRIX = Path("matrix.yaml")
+_GPUS = re.compile(r"^(all|none|auto|device=\d+(,\d+)*)$")
+
+
+def _gpus(value: str) -> str:
+    if not _GPUS.match(value):
+        raise argparse.ArgumentTypeError("expected all, none, auto or device=0,1")
+    return value
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("expected a whole number >= 1")
+    return int(value)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigurationError(message, tip=f"see `{self.prog} --help`")
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--matrix", action="append", type=Path, metavar="FILE",
+                        help="matrix file; repeat to deep-merge overlays over it in order (default: matrix.yaml)")
+    common.add_argument("--only", action="append", metavar="GLOB", help="select images by id glob, e.g. '*cu121*' (repeatable)")
+    outputs = argparse.ArgumentParser(add_help=False)
+    outputs.add_argument("--reports", type=Path, default=Path("reports"), help="reports folder (default: reports)")
+    render_out = argparse.ArgumentParser(add_help=False)
+    render_out.add_argument("--out", type=Path, default=Path("build"), help="where rendered build contexts go (default: build)")
+
+    p = _Parser(prog="imagekit", description="Build reproducible PyTorch GPU images from matrix.yaml and prove they work.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    m = sub.add_parser("matrix", help="validate or list the matrix").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    m.add_parser("validate", parents=[common], help="check the matrix files; exit 2 with file:line errors")
+    ls = m.add_parser("list", parents=[common], help="list the images the matrix defines")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+
+    sub.add_parser("render", parents=[common, render_out], help="write each image's Dockerfile and build context")
+
+    b = sub.add_parser("build", parents=[common, render_out, outputs], help="build images with BuildKit (skips unchanged ones)")
+    b.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
+
+    t = sub.add_parser("test", parents=[common, outputs], help="run the smoke suite inside each built image")
+    t.add_argument("--gpus", type=_gpus, default="auto", help="all, none, auto (default: GPUs if the host has them) or device=0,1")
+    t.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
+    t.add_argument("--timeout", type=_positive, default=1800, help="seconds per image before the run is stopped (default: 1800)")
+    t.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
+    t.add_argument("--cpus", type=float, help="CPU limit for the test container, e.g. 4")
+
+    sub.add_parser("doctor", parents=[common], help="what this host can build and run")
+    return p
+
+
+def _matrix(args: argparse.Namespace) -> Matrix:
+    return load_matrix(args.matrix or [DEFAULT_MATRIX])
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    images = matrix.select(args.only)
+    if args.action == "validate":
+        console.info(f"ok: {len(matrix.images)} images from {', '.join(map(str, matrix.files))}")
+        return 0
+    if args.format == "json":
+        console.print_json([{**i.entry(), "tag": i.tag} for i in images])
+    else:
+        console.table(None, ["image", "base image", "cuda", "wheel", "driver >=", "tag"],
+                      [[i.id, i.base_image, i.cuda, i.wheel, i.driver_min, i.tag] for i in images])
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    renderer = Renderer(matrix)
+    for image in matrix.select(args.only):
+        path = renderer.render(image).write(args.out)
+        console.info(f"{image.id}: {path / 'Dockerfile'}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    renderer = Renderer(matrix)
+    rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    builder = find_builder()
+    engine = Engine()
+    engine.version()  # unreachable engine: one clear error before any work
+    console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
+    outcomes = build_images(
+        rendered, engine=engine, builder=builder, provenance=collect(matrix.files[0].parent, matrix.source),
+        jobs=args.jobs, render_dir=args.out, reports_dir=args.reports,
+    )
+    console.table("build summary", ["image", "result", "time", "detail"],
+                  [[o.image.id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes])
+    failed = [o.image.id for o in outcomes if o.state == "failed"]
+    if failed:
+        raise RunFailed(f"{len(failed)} of {len(outcomes)} image(s) failed to build: {', '.join(failed)}",
+                        tip=f"logs are in {args.reports / 'logs'}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    renderer = Renderer(matrix)
+    rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    if not (matrix.smoke_dir / "conftest.py").is_file():
+        raise ConfigurationError(f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)")
+    engine = Engine()
+    options = TestOptions(gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu,
+                          timeout=args.timeout, memory=args.memory, cpus=args.cpus)
+    console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
+    outcomes = test_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
+
+    build_report = args.reports / "junit" / "build.xml"
+    reports.merge([build_report] + [o.report for o in outcomes], args.reports / "junit.xml")
+    built = reports.build_states(build_report)
+    rows = [(o.image_id, built.get(o.image_id, "–"), reports.summarise(o.report) if o.state != "not built" else None, o.state)
+            for o in outcomes]
+    markdown = reports.summary_markdown(rows)
+    reports.write_atomic(args.reports / "summary.md", markdown)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+    console.table("test summary", ["image", "result", "passed", "failed", "skipped", "time"],
+                  [[o.image_id, o.state, *_counts(s), f"{o.seconds:.0f}s"] for o, (_, _, s, _) in zip(outcomes, rows)])
+    console.info(f"reports: {args.reports / 'junit.xml'}, {args.reports / 'summary.md'}")
+    bad = [o.image_id for o in outcomes if o.state != "passed"]
+    if bad:
+        raise RunFailed(f"{len(bad)} of {len(outcomes)} image(s) did not pass the smoke suite: {', '.join(bad)}",
+                        tip=f"see {args.reports / 'summary.md'} and the logs in {args.reports / 'logs'}")
+    return 0
+
+
+def _counts(s: reports.SuiteSummary | None) -> list[str]:
+    return [str(s.passed), str(s.failed), str(s.skipped)] if s else ["–"] * 3
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    matrix = _matrix(args) if (args.matrix or DEFAULT_MATRIX.is_file()) else None
+    checks = run_checks(matrix, Engine())
+    mark = {True: "ok", False: "FAIL", None: "--"}
+    for check in checks:
+        console.info(f"{mark[check.ok]:>4}  {check.name}: {check.detail}")
+        if check.tip:
+            console.info(f"      -> {check.tip}")
+    return 1 if any(c.ok is False for c in checks) else 0
+
+
+COMMANDS = {"matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "doctor": cmd_doctor}
+
+
+def main_inner(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # CI cancellation sends SIGTERM: unwind like Ctrl-C so containers are removed.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return main_inner(argv)
+    except ImagekitError as exc:
+        console.error(exc.message, exc.tip)
+        return exc.return_code
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""The one module that talks to Docker: the CLI for BuildKit builds, the SDK for everything else.
+
+The Docker SDK for Python cannot build with BuildKit (docker/docker-py#2230), and the templates need
+BuildKit's cache and secret mounts, so builds go through the docker CLI: `docker buildx build
+--load` where the buildx plugin exists, else `DOCKER_BUILDKIT=1 docker build` on a CLI older than
+23.0 (newer CLIs refuse that without buildx). Images and containers go through the SDK.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import DeviceRequest
+
+from .errors import EngineError
+from .facts import version_tuple
+
+ENGINE_TIP = "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) or point DOCKER_HOST at one"
+BUILDER_TIP = (
+    "install the buildx plugin (Debian/Ubuntu: `apt-get install docker-buildx` or docker-buildx-plugin), "
+    "or put a docker CLI older than 23.0 first on PATH (Debian's docker.io installs one as /usr/bin/docker); "
+    "IMAGEKIT_DOCKER=/path/to/docker picks a CLI explicitly"
+)
+CONTAINER_LABEL = "io.imagekit.role"
+
+
+# ---------------------------------------------------------------------------------------------
+# BuildKit through the CLI
+
+
+@dataclass(frozen=True)
+class Builder:
+    docker: str  # path of the docker CLI
+    kind: str  # "buildx" or "buildkit"
+    client_version: str
+
+    def describe(self) -> str:
+        if self.kind == "buildx":
+            return f"docker buildx build --load ({self.docker}, CLI {self.client_version})"
+        return f"DOCKER_BUILDKIT=1 docker build ({self.docker}, CLI {self.client_version})"
+
+    def command(
+        self, context: Path, tags: list[str], labels: dict[str, str], secrets: dict[str, Path]
+    ) -> tuple[list[str], dict[str, str]]:
+        argv = [self.docker, "buildx", "build", "--load"] if self.kind == "buildx" else [self.docker, "build"]
+        argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
+        for tag in tags:
+            argv += ["--tag", tag]
+        for key, value in sorted(labels.items()):
+            argv += ["--label", f"{key}={value}"]
+        for sid, src in sorted(secrets.items()):
+            argv += ["--secret", f"id={sid},src={src}"]
+        argv.append(str(context))
+        env = dict(os.environ)
+        if self.kind == "buildkit":
+            env["DOCKER_BUILDKIT"] = "1"
+        return argv, env
+
+
+def _cli_version(docker_cli: str) -> str | None:
+    try:
+        out = subprocess.run(
+            [docker_cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    # The client version prints even when the engine is unreachable (rc 1); take the first line.
+    first = out.stdout.strip().splitlines()[:1]
+    return first[0] if first else None
+
+
+def _has_buildx(docker_cli: str) -> bool:
+    try:
+        out = subprocess.run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+def _major(version: str) -> int:
+    try:
+        return version_tuple(version.split("+")[0].split("-")[0])[0]
+    except ValueError:
+        return 0
+
+
+def _docker_clis() -> list[str]:
+    """Every docker CLI on PATH, in PATH order, each real file once (IMAGEKIT_DOCKER alone if set)."""
+    explicit = os.environ.get("IMAGEKIT_DOCKER")
+    if explicit:
+        return [explicit]
+    seen: set[str] = set()
+    found = []
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder or ".") / "docker"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            real = str(candidate.resolve())
+            if real not in seen:
+                seen.add(real)
+                found.append(str(candidate))
+    return found
+
+
+def find_builder() -> Builder:
+    """The first docker CLI on PATH that can drive BuildKit; a newer CLI without buildx that hides
+    an older one (common on hosts with Debian's docker.io) is passed over, not fatal."""
+    clis = _docker_clis()
+    if not clis:
+        raise EngineError("no docker CLI found on PATH", tip=BUILDER_TIP)
+    refused = []
+    for cli in clis:
+        version = _cli_version(cli)
+        if version is None:
+            refused.append(f"{cli} (does not run)")
+            continue
+        if _has_buildx(cli):
+            return Builder(cli, "buildx", version)
+        if _major(version) < 23:
+            return Builder(cli, "buildkit", version)
+        refused.append(f"{cli} (CLI {version}, no buildx plugin)")
+    raise EngineError("no docker CLI here can build with BuildKit: " + "; ".join(refused), tip=BUILDER_TIP)
+
+
+def run_build(argv: list[str], env: dict[str, str], log: IO[str], on_line: Any = None) -> int:
+    """Run a build, streaming its output into ``log`` (and each line to ``on_line``)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            log.write(line)
+            if on_line:
+                on_line(line.rstrip("\n"))
+    finally:
+        rc = proc.wait()
+        log.flush()
+    return rc
+
+
+# ---------------------------------------------------------------------------------------------
+# Images and containers through the SDK
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    exit_code: int | None  # None: it was stopped at the timeout
+    logs: str
+    timed_out: bool
+
+
+@dataclass
+class Engine:
+    _client: Any = field(default=None, repr=False)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=120)
+                self._client.ping()
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                raise EngineError(f"cannot reach the Docker engine: {exc}", tip=ENGINE_TIP) from None
+        return self._client
+
+    def version(self) -> dict[str, Any]:
+        return self.client.version()
+
+    def info(self) -> dict[str, Any]:
+        return self.client.info()
+
+    def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        try:
+            return self.client.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 404:
+                return None
+            raise EngineError(f"cannot inspect {ref}: {exc.explanation}") from None
+
+    def resolve(self, ref: str, *, pull: bool) -> str | None:
+        """The immutable reference behind ``ref``: its registry digest (name@sha256:…) when it came
+        from a registry, else its local image id. Pulls it first when absent and ``pull`` is set.
+        None when it is absent (and could not be pulled)."""
+        attrs = self.inspect_image(ref)
+        if attrs is None and pull:
+            try:
+                self.client.images.pull(ref)
+            except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+                raise EngineError(f"base image {ref} is not on this engine and cannot be pulled: {exc.explanation}",
+                                  tip="set base_image in an overlay to an image this host has or can pull (a mirror)") from None
+            attrs = self.inspect_image(ref)
+        if attrs is None:
+            return None
+        repo = ref.rsplit("@", 1)[0]
+        name = repo if ":" not in repo.rsplit("/", 1)[-1] else repo.rsplit(":", 1)[0]
+        for digest in attrs.get("RepoDigests") or []:
+            if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
+                return digest
+        return attrs["Id"]
+
+    def tag(self, source: str, target: str) -> None:
+        repository, tag = target.rsplit(":", 1)
+        self.client.api.tag(source, repository, tag)
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.client.images.remove(ref, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+
+    def images_labelled(self, label: str) -> list[str]:
+        return [img.id for img in self.client.images.list(filters={"label": label})]
+
+    def containers_labelled(self, label: str) -> list[str]:
+        return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
+
+    @contextmanager
+    def _container(self, **kwargs: Any) -> Iterator[Any]:
+        container = self.client.containers.create(**kwargs)
+        try:
+            yield container
+        finally:
+            # Whatever happened (failure, timeout, Ctrl-C): no container is left behind.
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                pass
+
+    def run_container(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        volumes: dict[str, dict[str, str]],
+        environment: dict[str, str],
+        gpus: DeviceRequest | None,
+        timeout: float,
+        mem_limit: str | None = None,
+        cpus: float | None = None,
+        log: IO[str] | None = None,
+    ) -> ContainerResult:
+        kwargs: dict[str, Any] = {
+            "image": image,
+            "command": command,
+            "volumes": volumes,
+            "environment": environment,
+            "labels": {CONTAINER_LABEL: "smoke"},
+            "device_requests": [gpus] if gpus else None,
+            "mem_limit": mem_limit,
+            "nano_cpus": int(cpus * 1e9) if cpus else None,
+            "shm_size": "1g",  # DataLoader workers share tensors through /dev/shm; Docker's 64 MB is too small
+        }
+        try:
+            with self._container(**{k: v for k, v in kwargs.items() if v is not None}) as container:
+                container.start()
+                timed_out = False
+                exit_code: int | None = None
+                try:
+                    exit_code = container.wait(timeout=timeout)["StatusCode"]
+                except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                    timed_out = True
+                    container.kill()
+                logs = container.logs(stdout=True, stderr=True).decode(errors="replace")
+                if log is not None:
+                    log.write(logs)
+                    log.flush()
+                return ContainerResult(exit_code=exit_code, logs=logs, timed_out=timed_out)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot run {image}: {exc.explanation}") from None
+
+
+def gpu_request(spec: str) -> DeviceRequest | None:
+    """`--gpus` value (already resolved from `auto`) → the SDK's device request."""
+    if spec == "none":
+        return None
+    if spec == "all":
+        return DeviceRequest(count=-1, capabilities=[["gpu"]])
+    ids = spec.removeprefix("device=").split(",")
+    return DeviceRequest(device_ids=ids, capabilities=[["gpu"]])
+
+
+def nvidia_runtime_present(info: dict[str, Any]) -> bool:
+    """Whether `--gpus` can work: the engine knows the nvidia runtime, or the container toolkit's
+    hook that dockerd calls for device requests is installed."""
+    return "nvidia" in (info.get("Runtimes") or {}) or shutil.which("nvidia-container-runtime-hook") is not None

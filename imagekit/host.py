@@ -1,0 +1,42 @@
+"""What this host has outside Docker: NVIDIA GPUs and driver, free disk."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    driver: str
+
+
+def nvidia_gpus() -> list[Gpu] | None:
+    """GPUs that nvidia-smi sees; None when there is no working nvidia-smi (no driver)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=index,name,driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    gpus = []
+    for line in out.stdout.strip().splitlines():
+        index, name, driver = (part.strip() for part in line.split(",", 2))
+        gpus.append(Gpu(int(index), name, driver))
+    return gpus
+
+
+def free_bytes(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -1,0 +1,174 @@
+"""JUnit reports (per image, for builds, merged) and the Markdown summary.
+
+The reports follow the Jenkins xUnit junit-10.xsd that CI viewers read: a <testsuites> root with
+<testsuite> children; suite-level <properties> only (testcase-level properties are not in it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+BUILD_SUITE = "imagekit.build"
+LOG_TAIL_LINES = 60
+
+
+def write_atomic(path: Path, data: str) -> None:
+    """Readers (CI viewers, a second imagekit) never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(data)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Case:
+    name: str
+    classname: str
+    time: float = 0.0
+    outcome: str = "passed"  # passed | failed | error | skipped
+    message: str = ""
+    text: str = ""
+
+
+@dataclass
+class Suite:
+    name: str
+    cases: list[Case] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def element(self) -> ET.Element:
+        counts = {k: sum(c.outcome == k for c in self.cases) for k in ("failed", "error", "skipped")}
+        el = ET.Element(
+            "testsuite",
+            name=self.name,
+            tests=str(len(self.cases)),
+            failures=str(counts["failed"]),
+            errors=str(counts["error"]),
+            skipped=str(counts["skipped"]),
+            time=f"{sum(c.time for c in self.cases):.3f}",
+            timestamp=datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            hostname=socket.gethostname(),
+        )
+        if self.properties:
+            props = ET.SubElement(el, "properties")
+            for key, value in self.properties.items():
+                ET.SubElement(props, "property", name=key, value=value)
+        for case in self.cases:
+            c = ET.SubElement(el, "testcase", name=case.name, classname=case.classname, time=f"{case.time:.3f}")
+            if case.outcome != "passed":
+                tag = {"failed": "failure", "error": "error", "skipped": "skipped"}[case.outcome]
+                child = ET.SubElement(c, tag, message=case.message)
+                if tag != "skipped":
+                    child.set("type", tag)
+                child.text = case.text or None
+        return el
+
+
+def _document(suites: list[ET.Element], name: str) -> str:
+    root = ET.Element("testsuites", name=name)
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    time_total = 0.0
+    for suite in suites:
+        root.append(suite)
+        for key in totals:
+            totals[key] += int(suite.get(key, "0"))
+        time_total += float(suite.get("time", "0") or 0)
+    for key, value in totals.items():
+        root.set(key, str(value))
+    root.set("time", f"{time_total:.3f}")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_suites(path: Path, suites: list[Suite], name: str = "imagekit") -> None:
+    write_atomic(path, _document([s.element() for s in suites], name))
+
+
+def read_suites(path: Path) -> list[ET.Element]:
+    root = ET.parse(path).getroot()
+    return [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+
+
+def merge(paths: list[Path], target: Path) -> None:
+    """One report of every suite in ``paths``, in order (build first, then images)."""
+    suites = [suite for path in paths if path.is_file() for suite in read_suites(path)]
+    write_atomic(target, _document(suites, "imagekit"))
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class SuiteSummary:
+    name: str
+    tests: int
+    failed: int
+    skipped: int
+    time: float
+    properties: dict[str, str]
+    slowest: list[tuple[str, float]]
+
+    @property
+    def passed(self) -> int:
+        return self.tests - self.failed - self.skipped
+
+
+def summarise(path: Path) -> SuiteSummary:
+    suites = read_suites(path)
+    cases = [c for s in suites for c in s.iter("testcase")]
+    props = {p.get("name", ""): p.get("value", "") for s in suites for p in s.iter("property")}
+    failed = sum(1 for c in cases if c.find("failure") is not None or c.find("error") is not None)
+    skipped = sum(1 for c in cases if c.find("skipped") is not None)
+    slowest = sorted(((c.get("name", ""), float(c.get("time", "0") or 0)) for c in cases), key=lambda x: -x[1])[:3]
+    return SuiteSummary(
+        name=suites[0].get("name", path.stem) if suites else path.stem,
+        tests=len(cases),
+        failed=failed,
+        skipped=skipped,
+        time=sum(float(s.get("time", "0") or 0) for s in suites),
+        properties=props,
+        slowest=slowest,
+    )
+
+
+def build_states(path: Path) -> dict[str, str]:
+    """image id → built | unchanged | failed, from the build report (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    states = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        state = "failed" if case.find("failure") is not None else "unchanged" if case.find("skipped") is not None else "built"
+        states[case.get("name", "")] = state
+    return states
+
+
+def summary_markdown(rows: list[tuple[str, str, SuiteSummary | None, str]]) -> str:
+    """rows: (image id, build state, test summary or None, test state)."""
+    lines = [
+        "## imagekit smoke tests",
+        "",
+        "| image | build | tests | passed | failed | skipped | time | key timings |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for image_id, build_state, s, state in rows:
+        if s is None:
+            lines.append(f"| `{image_id}` | {build_state} | {state} | – | – | – | – | – |")
+            continue
+        timings = [f"{k.removeprefix('timing.')}={v}" for k, v in s.properties.items() if k.startswith("timing.")]
+        timings = timings or [f"{n} {t:.2f}s" for n, t in s.slowest]
+        lines.append(
+            f"| `{image_id}` | {build_state} | {state} | {s.passed} | {s.failed} | {s.skipped} | {s.time:.1f}s | {'; '.join(timings)} |"
+        )
+    return "\n".join(lines) + "\n"
