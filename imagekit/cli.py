@@ -36,6 +36,16 @@ def _positive(value: str) -> int:
     return int(value)
 
 
+def _cpus(value: str) -> float:
+    try:
+        cpus = float(value)
+    except ValueError:
+        cpus = 0.0
+    if cpus <= 0:
+        raise argparse.ArgumentTypeError("expected a number of CPUs > 0, e.g. 4 or 1.5")
+    return cpus
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigurationError(message, tip=f"see `{self.prog} --help`")
@@ -61,15 +71,20 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("render", parents=[common, render_out], help="write each image's Dockerfile and build context")
 
-    b = sub.add_parser("build", parents=[common, render_out, outputs], help="build images with BuildKit (skips unchanged ones)")
-    b.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
+    # build and test accept the same options, so `nox -s build test -- ARGS` can hand one set to
+    # both; each command uses the ones that concern it.
+    run_opts = argparse.ArgumentParser(add_help=False)
+    g = run_opts.add_argument_group("build")
+    g.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
+    g = run_opts.add_argument_group("test")
+    g.add_argument("--gpus", type=_gpus, default="auto", help="all, none, auto (default: GPUs if the host has them) or device=0,1")
+    g.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
+    g.add_argument("--timeout", type=_positive, default=1800, help="seconds per image before the run is stopped (default: 1800)")
+    g.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
+    g.add_argument("--cpus", type=_cpus, help="CPU limit for the test container, e.g. 4")
 
-    t = sub.add_parser("test", parents=[common, outputs], help="run the smoke suite inside each built image")
-    t.add_argument("--gpus", type=_gpus, default="auto", help="all, none, auto (default: GPUs if the host has them) or device=0,1")
-    t.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
-    t.add_argument("--timeout", type=_positive, default=1800, help="seconds per image before the run is stopped (default: 1800)")
-    t.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
-    t.add_argument("--cpus", type=float, help="CPU limit for the test container, e.g. 4")
+    sub.add_parser("build", parents=[common, render_out, outputs, run_opts], help="build images with BuildKit (skips unchanged ones)")
+    sub.add_parser("test", parents=[common, render_out, outputs, run_opts], help="run the smoke suite inside each built image")
 
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p
@@ -130,6 +145,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not (matrix.smoke_dir / "conftest.py").is_file():
         raise ConfigurationError(f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)")
     engine = Engine()
+    engine.version()  # unreachable engine: one clear error, not a failure per image
     options = TestOptions(gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu,
                           timeout=args.timeout, memory=args.memory, cpus=args.cpus)
     console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")

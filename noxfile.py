@@ -1,0 +1,60 @@
+"""nox sessions. The main job is `nox -s build test`; arguments after `--` go to imagekit, e.g.
+`nox -s build test -- --matrix matrix.yaml --matrix site.yaml --only '*cu121*'`."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["build", "test"]
+
+ROOT = Path(__file__).parent
+
+
+def _install(session: nox.Session, extras: str = "") -> None:
+    """Install imagekit (editable) once per virtualenv; again only when its dependencies change.
+    Sessions that only drive the CLI then start in a second, not a pip resolve."""
+    target = f".[{extras}]" if extras else "."
+    key = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + target.encode()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".imagekit-installed"
+    if not stamp.is_file() or stamp.read_text() != key:
+        session.install("-e", target)
+        stamp.write_text(key)
+
+
+@nox.session(reuse_venv=True)
+def build(session: nox.Session) -> None:
+    """Build every image of the matrix with BuildKit (unchanged images are skipped)."""
+    _install(session)
+    session.run("imagekit", "build", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def test(session: nox.Session) -> None:
+    """Run the smoke suite inside every built image; JUnit and summary under reports/."""
+    _install(session)
+    session.run("imagekit", "test", *session.posargs)
+
+
+@nox.session(reuse_venv=True, default=False)
+def tests(session: nox.Session) -> None:
+    """The toolkit's own test suite: unit tests, and integration tests on the real Docker engine."""
+    _install(session, "test")
+    # loadfile keeps one file's tests on one worker: the end-to-end tests share one built image.
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
+
+
+@nox.session(reuse_venv=True, default=False)
+def lint(session: nox.Session) -> None:
+    """ruff on the code, hadolint on every rendered Dockerfile."""
+    _install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    out = Path(session.create_tmp()) / "rendered"
+    session.run("imagekit", "render", "--out", str(out), silent=True)
+    dockerfiles = sorted(str(p) for p in out.glob("*/Dockerfile"))
+    session.run("hadolint", "--config", "templates/hadolint.yaml", *dockerfiles)

@@ -1,0 +1,68 @@
+# Rendered by imagekit from templates/Dockerfile.j2 for 2.6.0-cu121-py3.11-runtime. Do not edit: edit the
+# template or matrix.yaml and run `imagekit render`.
+#
+# No `# syntax=` line on purpose: it makes BuildKit pull a frontend image from Docker Hub, which
+# offline and air-gapped hosts cannot do; the built-in frontend (BuildKit >= 0.8) already supports
+# the cache and secret mounts used below.
+
+# Runtime images start from a CUDA "base" image (or a plain OS), not "runtime"/"cudnn-runtime":
+# the torch wheels bring their own CUDA 12.4 user-space libraries and cuDNN 9 as nvidia-* pip
+# packages, found by rpath, so a runtime base would duplicate gigabytes torch never loads.
+FROM nvidia/cuda:12.1.1-base-ubuntu22.04 AS system
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+
+# Python 3.11 from the distribution; skipped when the base already has it (a site's own base).
+RUN if ! command -v python3.11 >/dev/null || ! python3.11 -c "import venv, ensurepip"; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
+# Non-root by default. Override with `docker run --user root`, or `USER root` in a derived image.
+RUN useradd --create-home --uid 1000 --shell /bin/bash imagekit
+
+FROM system AS torch
+
+# pip's settings (index URL, possibly with credentials, and CA bundle) arrive as the BuildKit
+# secret `pip.conf` and never land in a layer; pip's download cache is a cache mount, so it
+# neither bloats the image nor is fetched again on rebuilds.
+RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    python3.11 -m venv /opt/venv \
+    && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        torch==2.6.0 \
+        torchaudio==2.6.0 \
+        numpy==2.2.6 \
+        pytest==8.3.5
+
+ENV PATH=/opt/venv/bin:$PATH \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    IMAGEKIT_IMAGE_ID=2.6.0-cu121-py3.11-runtime \
+    IMAGEKIT_EXPECT_TORCH=2.6.0 \
+    IMAGEKIT_EXPECT_TORCHAUDIO=2.6.0 \
+    IMAGEKIT_EXPECT_PYTHON=3.11 \
+    IMAGEKIT_EXPECT_CUDA=12.4 \
+    IMAGEKIT_EXPECT_DRIVER_MIN=525.60.13
+
+LABEL org.opencontainers.image.title="pytorch" \
+      org.opencontainers.image.version="2.6.0-cu121-py3.11-runtime" \
+      io.imagekit.image-id="2.6.0-cu121-py3.11-runtime" \
+      io.imagekit.flavor="runtime" \
+      io.imagekit.torch="2.6.0" \
+      io.imagekit.torchaudio="2.6.0" \
+      io.imagekit.python="3.11" \
+      io.imagekit.cuda="12.1.1" \
+      io.imagekit.wheel="cu124" \
+      io.imagekit.wheel-cuda="12.4" \
+      io.imagekit.driver-min="525.60.13"
+
+USER 1000
+WORKDIR /home/imagekit
+CMD ["python"]
