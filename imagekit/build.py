@@ -77,8 +77,7 @@ class BuildRun:
                 log.write("$ " + " ".join(argv) + "\n")
                 rc = run_build(argv, env, log, lambda line: board.set(image.id, "building", line))
             if rc != 0:
-                return outcome("failed", content_tag=ident.content_tag, log=log_path,
-                               message=f"docker build exited {rc}; log: {log_path}")
+                return outcome("failed", content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}")
             if self.engine.inspect_image(ident.content_tag) is None:
                 return outcome("failed", log=log_path, message=f"build succeeded but {ident.content_tag} is not on the engine")
             return outcome("built", content_tag=ident.content_tag, log=log_path, message=ident.content_tag)

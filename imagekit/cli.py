@@ -53,8 +53,13 @@ class _Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--matrix", action="append", type=Path, metavar="FILE",
-                        help="matrix file; repeat to deep-merge overlays over it in order (default: matrix.yaml)")
+    common.add_argument(
+        "--matrix",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="matrix file; repeat to deep-merge overlays over it in order (default: matrix.yaml)",
+    )
     common.add_argument("--only", action="append", metavar="GLOB", help="select images by id glob, e.g. '*cu121*' (repeatable)")
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--reports", type=Path, default=Path("reports"), help="reports folder (default: reports)")
@@ -103,8 +108,11 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.format == "json":
         console.print_json([{**i.entry(), "tag": i.tag} for i in images])
     else:
-        console.table(None, ["image", "base image", "cuda", "wheel", "driver >=", "tag"],
-                      [[i.id, i.base_image, i.cuda, i.wheel, i.driver_min, i.tag] for i in images])
+        console.table(
+            None,
+            ["image", "base image", "cuda", "wheel", "driver >=", "tag"],
+            [[i.id, i.base_image, i.cuda, i.wheel, i.driver_min, i.tag] for i in images],
+        )
     return 0
 
 
@@ -126,15 +134,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     engine.version()  # unreachable engine: one clear error before any work
     console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
     outcomes = build_images(
-        rendered, engine=engine, builder=builder, provenance=collect(matrix.files[0].parent, matrix.source),
-        jobs=args.jobs, render_dir=args.out, reports_dir=args.reports,
+        rendered,
+        engine=engine,
+        builder=builder,
+        provenance=collect(matrix.files[0].parent, matrix.source),
+        jobs=args.jobs,
+        render_dir=args.out,
+        reports_dir=args.reports,
     )
-    console.table("build summary", ["image", "result", "time", "detail"],
-                  [[o.image.id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes])
+    console.table(
+        "build summary", ["image", "result", "time", "detail"], [[o.image.id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes]
+    )
     failed = [o.image.id for o in outcomes if o.state == "failed"]
     if failed:
-        raise RunFailed(f"{len(failed)} of {len(outcomes)} image(s) failed to build: {', '.join(failed)}",
-                        tip=f"logs are in {args.reports / 'logs'}")
+        raise RunFailed(
+            f"{len(failed)} of {len(outcomes)} image(s) failed to build: {', '.join(failed)}", tip=f"logs are in {args.reports / 'logs'}"
+        )
     return 0
 
 
@@ -143,31 +158,40 @@ def cmd_test(args: argparse.Namespace) -> int:
     renderer = Renderer(matrix)
     rendered = [renderer.render(i) for i in matrix.select(args.only)]
     if not (matrix.smoke_dir / "conftest.py").is_file():
-        raise ConfigurationError(f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)")
+        raise ConfigurationError(
+            f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)"
+        )
     engine = Engine()
     engine.version()  # unreachable engine: one clear error, not a failure per image
-    options = TestOptions(gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu,
-                          timeout=args.timeout, memory=args.memory, cpus=args.cpus)
+    options = TestOptions(
+        gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu, timeout=args.timeout, memory=args.memory, cpus=args.cpus
+    )
     console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
     outcomes = test_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
 
     build_report = args.reports / "junit" / "build.xml"
     reports.merge([build_report] + [o.report for o in outcomes], args.reports / "junit.xml")
     built = reports.build_states(build_report)
-    rows = [(o.image_id, built.get(o.image_id, "–"), reports.summarise(o.report) if o.state != "not built" else None, o.state)
-            for o in outcomes]
+    rows = [
+        (o.image_id, built.get(o.image_id, "–"), reports.summarise(o.report) if o.state != "not built" else None, o.state) for o in outcomes
+    ]
     markdown = reports.summary_markdown(rows)
     reports.write_atomic(args.reports / "summary.md", markdown)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(markdown)
-    console.table("test summary", ["image", "result", "passed", "failed", "skipped", "time"],
-                  [[o.image_id, o.state, *_counts(s), f"{o.seconds:.0f}s"] for o, (_, _, s, _) in zip(outcomes, rows)])
+    console.table(
+        "test summary",
+        ["image", "result", "passed", "failed", "skipped", "time"],
+        [[o.image_id, o.state, *_counts(s), f"{o.seconds:.0f}s"] for o, (_, _, s, _) in zip(outcomes, rows, strict=True)],
+    )
     console.info(f"reports: {args.reports / 'junit.xml'}, {args.reports / 'summary.md'}")
     bad = [o.image_id for o in outcomes if o.state != "passed"]
     if bad:
-        raise RunFailed(f"{len(bad)} of {len(outcomes)} image(s) did not pass the smoke suite: {', '.join(bad)}",
-                        tip=f"see {args.reports / 'summary.md'} and the logs in {args.reports / 'logs'}")
+        raise RunFailed(
+            f"{len(bad)} of {len(outcomes)} image(s) did not pass the smoke suite: {', '.join(bad)}",
+            tip=f"see {args.reports / 'summary.md'} and the logs in {args.reports / 'logs'}",
+        )
     return 0
 
 

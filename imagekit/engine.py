@@ -49,9 +49,7 @@ class Builder:
             return f"docker buildx build --load ({self.docker}, CLI {self.client_version})"
         return f"DOCKER_BUILDKIT=1 docker build ({self.docker}, CLI {self.client_version})"
 
-    def command(
-        self, context: Path, tags: list[str], labels: dict[str, str], secrets: dict[str, Path]
-    ) -> tuple[list[str], dict[str, str]]:
+    def command(self, context: Path, tags: list[str], labels: dict[str, str], secrets: dict[str, Path]) -> tuple[list[str], dict[str, str]]:
         argv = [self.docker, "buildx", "build", "--load"] if self.kind == "buildx" else [self.docker, "build"]
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
         for tag in tags:
@@ -69,9 +67,7 @@ class Builder:
 
 def _cli_version(docker_cli: str) -> str | None:
     try:
-        out = subprocess.run(
-            [docker_cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30
-        )
+        out = subprocess.run([docker_cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     # The client version prints even when the engine is unreachable (rc 1); take the first line.
@@ -196,8 +192,10 @@ class Engine:
             try:
                 self.client.images.pull(ref)
             except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
-                raise EngineError(f"base image {ref} is not on this engine and cannot be pulled: {exc.explanation}",
-                                  tip="set base_image in an overlay to an image this host has or can pull (a mirror)") from None
+                raise EngineError(
+                    f"base image {ref} is not on this engine and cannot be pulled: {exc.explanation}",
+                    tip="set base_image in an overlay to an image this host has or can pull (a mirror)",
+                ) from None
             attrs = self.inspect_image(ref)
         if attrs is None:
             return None

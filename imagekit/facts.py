@@ -49,8 +49,7 @@ def load() -> Facts:
     raw: dict[str, Any] = yaml.safe_load(resources.files("imagekit").joinpath("data/facts.yaml").read_text())
     return Facts(
         torch={
-            v: TorchRelease(v, r["torchaudio"], tuple(r["python"]), tuple(r["wheels"]), r["pypi_wheel"])
-            for v, r in raw["torch"].items()
+            v: TorchRelease(v, r["torchaudio"], tuple(r["python"]), tuple(r["wheels"]), r["pypi_wheel"]) for v, r in raw["torch"].items()
         },
         wheel_cuda=dict(raw["wheel_cuda"]),
         driver_minimum={c: d["minimum"] for c, d in raw["drivers"].items()},

@@ -23,7 +23,9 @@ def nvidia_gpus() -> list[Gpu] | None:
     try:
         out = subprocess.run(
             [smi, "--query-gpu=index,name,driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from . import facts as facts_mod
 from .errors import ConfigurationError, MatrixError
-from .facts import cuda_minor, version_tuple
+from .facts import version_tuple
 from .matrix_source import Key, MatrixSource, field_name, load
 
 Flavor = Literal["runtime", "devel"]
@@ -173,8 +173,7 @@ def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
             problems.append(f"{where}: {name}: required field is missing")
         elif kind == "string_type" and isinstance(err.get("input"), (int, float)) and not isinstance(err["input"], bool):
             problems.append(
-                f"{where}: {name}: must be a string in quotes, like {loc[-1]}: \"3.11\"; "
-                f"YAML read this one as the number {err['input']}"
+                f'{where}: {name}: must be a string in quotes, like {loc[-1]}: "3.11"; YAML read this one as the number {err["input"]}'
             )
         else:
             problems.append(f"{where}: {name}: {err['msg']}")
@@ -198,7 +197,10 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
 
     release = facts.torch.get(m.torch.version)
     if release is None:
-        bad(("torch", "version"), f"torch {m.torch.version} is not known to imagekit (known: {', '.join(facts.torch)}); add it to imagekit/data/facts.yaml with its sources")
+        bad(
+            ("torch", "version"),
+            f"torch {m.torch.version} is not known to imagekit (known: {', '.join(facts.torch)}); add it to imagekit/data/facts.yaml with its sources",
+        )
         return problems
     if m.torch.torchaudio != release.torchaudio:
         bad(("torch", "torchaudio"), f"torch {release.version} pairs with torchaudio {release.torchaudio}, not {m.torch.torchaudio}")
@@ -214,8 +216,11 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
             same_major = [w for w in release.wheels if wanted and facts.wheel_cuda[w].split(".")[0] == wanted.split(".")[0]]
             newer = [w for w in same_major if version_tuple(facts.wheel_cuda[w]) >= version_tuple(wanted or "0")]
             pick = (newer or same_major or list(release.wheels))[0]
-            bad(key + ("wheel",), f"torch {release.version} publishes no {v.wheel} wheel (its channels: {', '.join(release.wheels)}); pick wheel: {pick}"
-                + (f", which runs on a CUDA {wanted} base under minor-version compatibility" if newer and wanted else ""))
+            bad(
+                key + ("wheel",),
+                f"torch {release.version} publishes no {v.wheel} wheel (its channels: {', '.join(release.wheels)}); pick wheel: {pick}"
+                + (f", which runs on a CUDA {wanted} base under minor-version compatibility" if newer and wanted else ""),
+            )
             continue
         wheel_cuda = facts.wheel_cuda[v.wheel]
         if not _CUDA.match(v.cuda):
@@ -227,19 +232,36 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
         os_name = v.os or m.os
         derived = [f for f in m.flavors if v.base_image is None or getattr(v.base_image, f) is None]
         if derived and v.cuda not in facts.cuda_tags:
-            bad(key + ("cuda",), f"no supported nvidia/cuda image for CUDA {v.cuda} (supported: {', '.join(facts.cuda_tags)}); pick one or set base_image")
+            bad(
+                key + ("cuda",),
+                f"no supported nvidia/cuda image for CUDA {v.cuda} (supported: {', '.join(facts.cuda_tags)}); pick one or set base_image",
+            )
         if derived and os_name not in facts.cuda_os:
-            bad(key + ("os",) if v.os else ("os",), f"nvidia/cuda images exist for {', '.join(facts.cuda_os)}, not {os_name}; pick one or set base_image")
+            bad(
+                key + ("os",) if v.os else ("os",),
+                f"nvidia/cuda images exist for {', '.join(facts.cuda_os)}, not {os_name}; pick one or set base_image",
+            )
         if v.cuda.split(".")[0] != wheel_cuda.split(".")[0]:
-            bad(key + ("wheel",), f"wheel {v.wheel} bundles CUDA {wheel_cuda} libraries but the base is CUDA {v.cuda}; pick a CUDA {v.cuda.split('.')[0]}.x wheel or a CUDA {wheel_cuda} base")
+            bad(
+                key + ("wheel",),
+                f"wheel {v.wheel} bundles CUDA {wheel_cuda} libraries but the base is CUDA {v.cuda}; pick a CUDA {v.cuda.split('.')[0]}.x wheel or a CUDA {wheel_cuda} base",
+            )
             continue
         needed = _driver_min(v.cuda, wheel_cuda)
         if v.driver is not None:
             if not _DRIVER.match(v.driver):
                 bad(key + ("driver",), f"'{v.driver}' is not a driver version such as 535.104.05")
             elif version_tuple(v.driver) < version_tuple(needed):
-                runs = [w for w in release.wheels if version_tuple(_driver_min(facts.wheel_cuda[w] + ".0", facts.wheel_cuda[w])) <= version_tuple(v.driver)]
-                instead = f"; on driver {v.driver} use wheel {runs[0]} on a CUDA {facts.wheel_cuda[runs[0]]} base" if runs else "; no torch wheel runs on it"
+                runs = [
+                    w
+                    for w in release.wheels
+                    if version_tuple(_driver_min(facts.wheel_cuda[w] + ".0", facts.wheel_cuda[w])) <= version_tuple(v.driver)
+                ]
+                instead = (
+                    f"; on driver {v.driver} use wheel {runs[0]} on a CUDA {facts.wheel_cuda[runs[0]]} base"
+                    if runs
+                    else "; no torch wheel runs on it"
+                )
                 bad(key + ("driver",), f"CUDA {v.cuda} with wheel {v.wheel} (CUDA {wheel_cuda}) needs driver >= {needed}{instead}")
     return problems
 

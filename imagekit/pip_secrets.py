@@ -17,8 +17,9 @@ from pathlib import Path
 from .errors import ConfigurationError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-CA_SECRET = "pip-ca.pem"
-CONF_SECRET = "pip.conf"
+# BuildKit secret ids (names, not secret values)
+CA_SECRET = "pip-ca.pem"  # noqa: S105
+CONF_SECRET = "pip.conf"  # noqa: S105
 
 
 def expand(template: str) -> str:

@@ -58,8 +58,14 @@ def resolve_gpus(spec: str, engine: Engine) -> str:
 def smoke_command(image_id: str, require_gpu: bool) -> list[str]:
     # umask 0: files the image's (non-root) user writes stay removable by the host user.
     args = [
-        "-p", "no:cacheprovider", "-rs",
-        f"--junitxml={OUT_MOUNT}/junit.xml", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={image_id}",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        f"--junitxml={OUT_MOUNT}/junit.xml",
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        f"junit_suite_name={image_id}",
         f"--output-dir={OUT_MOUNT}",
     ]
     if require_gpu:
@@ -85,7 +91,7 @@ def test_one(rendered: Rendered, engine: Engine, options: TestOptions, smoke_dir
     out_dir = reports_dir / "artifacts" / image_id
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    os.chmod(out_dir, 0o777)  # the image runs as its own non-root user
+    os.chmod(out_dir, 0o777)  # noqa: S103 - the image writes here as its own non-root user
     log_path = reports_dir / "logs" / f"test-{image_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w", encoding="utf-8") as log:

@@ -75,8 +75,9 @@ def gpu(torch, request: pytest.FixtureRequest):
     """The first CUDA device; skips (or fails under --require-gpu) when none is visible."""
     if not torch.cuda.is_available():
         if request.config.getoption("--require-gpu"):
-            pytest.fail(f"{NO_GPU}; --require-gpu was given, so this is a failure "
-                        "(check `nvidia-smi` on the host and the NVIDIA container toolkit)")
+            pytest.fail(
+                f"{NO_GPU}; --require-gpu was given, so this is a failure (check `nvidia-smi` on the host and the NVIDIA container toolkit)"
+            )
         pytest.skip(NO_GPU)
     return torch.device("cuda", 0)
 

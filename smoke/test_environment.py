@@ -28,7 +28,9 @@ def test_torch_cuda_build(torch, expected, record_testsuite_property):
     record_testsuite_property("torch.version", torch.__version__)
     record_testsuite_property("torch.cuda", str(torch.version.cuda))
     assert torch.version.cuda is not None, f"torch {torch.__version__} is a CPU-only build; the image promises CUDA {want}"
-    assert torch.version.cuda == want, f"torch was built for CUDA {torch.version.cuda}, the image promises CUDA {want} (wrong wheel channel?)"
+    assert torch.version.cuda == want, (
+        f"torch was built for CUDA {torch.version.cuda}, the image promises CUDA {want} (wrong wheel channel?)"
+    )
 
 
 def test_cudnn_loads(torch, record_testsuite_property):

@@ -48,7 +48,8 @@ def test_driver_new_enough(gpu, expected, record_testsuite_property):
     smi = shutil.which("nvidia-smi")
     if smi is None:
         pytest.skip("nvidia-smi not in the container: run with NVIDIA_DRIVER_CAPABILITIES including utility")
-    driver = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                            capture_output=True, text=True, check=True).stdout.split()[0]
+    driver = subprocess.run(
+        [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
     record_testsuite_property("gpu.driver", driver)
     assert _version(driver) >= _version(needed), f"host driver {driver} is older than {needed}, which this image needs: upgrade the driver"

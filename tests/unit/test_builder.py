@@ -32,7 +32,7 @@ def test_buildx_is_preferred(tmp_path, monkeypatch):
     assert (builder.kind, builder.docker) == ("buildx", str(cli))
     argv, _ = builder.command(tmp_path, ["r:a", "r:b"], {"k": "v"}, {"pip.conf": tmp_path / "p"})
     assert argv[:4] == [str(cli), "buildx", "build", "--load"]
-    assert ["--secret", f"id=pip.conf,src={tmp_path / 'p'}"] == argv[argv.index("--secret"):argv.index("--secret") + 2]
+    assert ["--secret", f"id=pip.conf,src={tmp_path / 'p'}"] == argv[argv.index("--secret") : argv.index("--secret") + 2]
 
 
 def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monkeypatch):

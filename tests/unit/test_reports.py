@@ -20,11 +20,19 @@ PYTEST_STYLE = """<?xml version="1.0" encoding="utf-8"?>
 
 def test_build_report_records_built_unchanged_and_failed(tmp_path: Path):
     path = tmp_path / "build.xml"
-    write_suites(path, [Suite("imagekit.build", [
-        Case("a", "imagekit.build", 12.0),
-        Case("b", "imagekit.build", 0.1, "skipped", "unchanged: repo:b-123 already exists"),
-        Case("c", "imagekit.build", 3.0, "failed", "docker build exited 1", "#5 ERROR: process did not complete"),
-    ])])
+    write_suites(
+        path,
+        [
+            Suite(
+                "imagekit.build",
+                [
+                    Case("a", "imagekit.build", 12.0),
+                    Case("b", "imagekit.build", 0.1, "skipped", "unchanged: repo:b-123 already exists"),
+                    Case("c", "imagekit.build", 3.0, "failed", "docker build exited 1", "#5 ERROR: process did not complete"),
+                ],
+            )
+        ],
+    )
     xmllint_schema(path)
     assert build_states(path) == {"a": "built", "b": "unchanged", "c": "failed"}
     text = path.read_text()

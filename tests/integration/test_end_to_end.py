@@ -1,0 +1,245 @@
+"""End to end on a real Docker engine: `nox -s build test` builds a real torch 2.6.0 image with
+BuildKit on a local Debian base, runs the smoke suite in it, and writes schema-valid JUnit.
+
+Deselect locally with `-m 'not docker'`. In CI (CI=true) a missing engine fails these tests.
+Each run uses its own repository name and removes every image and container it made; the local
+base image is a cache kept by name (scripts/make-local-base).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import in_ci, xmllint_schema
+
+from imagekit.engine import CONTAINER_LABEL, Engine
+from imagekit.errors import EngineError
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"
+IMAGE_ID = "2.6.0-cu121-py3.11-runtime"
+SMOKE_LABEL = f"{CONTAINER_LABEL}=smoke"
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    engine = Engine()
+    try:
+        engine.version()
+    except EngineError as exc:
+        if in_ci():
+            pytest.fail(f"CI must run the integration tests on a real Docker engine: {exc.message}")
+        pytest.skip(f"no Docker engine here ({exc.message}); deselect with -m 'not docker'")
+    return engine
+
+
+@dataclass
+class Workspace:
+    repo: str
+    token: str
+    matrices: list[str]
+    reports: Path
+    out: Path
+    env: dict[str, str]
+
+    def args(self, *extra: str) -> list[str]:
+        return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
+
+    def imagekit(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagekit", *args], capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=timeout
+        )
+
+
+@pytest.fixture(scope="module")
+def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
+    subprocess.run([str(ROOT / "scripts" / "make-local-base"), LOCAL_BASE], check=True, timeout=900)
+    tmp = tmp_path_factory.mktemp("e2e")
+    run = uuid.uuid4().hex[:8]
+    repo = f"imagekit-e2e/pytorch-{run}"
+    token = f"planted-secret-{uuid.uuid4().hex}"
+    # A credential in the index URL, as a site mirror would have: it must reach pip, and nothing else.
+    overlay = tmp / "e2e.yaml"
+    overlay.write_text(f'repository: {repo}\nindexes:\n  cu124: "https://imagekit-e2e:${{IMAGEKIT_E2E_TOKEN}}@pypi.org/simple"\n')
+    env = {**os.environ, "IMAGEKIT_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md")}
+    matrices = ["--matrix", "matrix.yaml", "--matrix", "overlays/local-debian.yaml", "--matrix", str(overlay)]
+    yield Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env)
+
+    for image in engine.client.images.list(name=repo):
+        engine.remove_image(image.id)
+    for image in engine.client.images.list(name=f"imagekit-e2e/no-shell-{run}"):
+        engine.remove_image(image.id)
+
+
+@pytest.fixture(scope="module")
+def built(ws: Workspace) -> subprocess.CompletedProcess[str]:
+    """The main job, exactly as a user runs it: `nox -s build test -- ARGS`."""
+    return subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "build", "test", "--", *ws.args()],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=ws.env,
+        timeout=2400,
+    )
+
+
+def smoke_containers(engine: Engine) -> list[str]:
+    return engine.containers_labelled(SMOKE_LABEL)
+
+
+def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, engine):
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-6000:]
+    report = ws.reports / "junit" / f"{IMAGE_ID}.xml"
+    for path in (report, ws.reports / "junit" / "build.xml", ws.reports / "junit.xml"):
+        xmllint_schema(path)
+
+    cases = list(ET.parse(report).getroot().iter("testcase"))
+    outcome = {
+        c.get("name"): (
+            "skipped"
+            if c.find("skipped") is not None
+            else "failed"
+            if c.find("failure") is not None or c.find("error") is not None
+            else "passed"
+        )
+        for c in cases
+    }
+    assert outcome["test_torch_version"] == outcome["test_torch_cuda_build"] == outcome["test_cudnn_loads"] == "passed"
+    assert "failed" not in outcome.values()
+    # No GPU on this engine: GPU checks skip, each with the reason and the remedy.
+    gpu_skips = [c.find("skipped").get("message") for c in cases if c.get("name") == "test_gpu_detected"]
+    assert gpu_skips and "no GPU visible: run with --gpus all" in gpu_skips[0]
+
+    merged = ET.parse(ws.reports / "junit.xml").getroot()
+    assert [s.get("name") for s in merged.iter("testsuite")] == ["imagekit.build", IMAGE_ID]
+    props = {p.get("name"): p.get("value") for p in merged.iter("property")}
+    assert props["torch.cuda"] == "12.4" and props["torch.version"].startswith("2.6.0")
+    summary = (ws.reports / "summary.md").read_text()
+    assert f"| `{IMAGE_ID}` | built | passed |" in summary
+    assert summary in Path(ws.env["GITHUB_STEP_SUMMARY"]).read_text()
+    assert smoke_containers(engine) == []
+
+
+def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine):
+    assert built.returncode == 0
+    attrs = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")
+    assert attrs is not None
+    labels = attrs["Config"]["Labels"]
+    content_tag = f"{ws.repo}:{IMAGE_ID}-{labels['io.imagekit.content-id'][:12]}"
+    assert content_tag in attrs["RepoTags"]
+    assert labels["io.imagekit.torch"] == "2.6.0" and labels["io.imagekit.wheel"] == "cu124"
+    assert labels["io.imagekit.cuda"] == "12.1.1" and labels["org.opencontainers.image.version"] == IMAGE_ID
+    assert labels["org.opencontainers.image.created"] and labels["org.opencontainers.image.revision"]
+    assert attrs["Config"]["User"] == "1000"
+    assert "NVIDIA_VISIBLE_DEVICES=all" in attrs["Config"]["Env"]
+
+    # The planted credential reached pip (the build pulled from that index) and nowhere else.
+    history = json.dumps(engine.client.api.history(content_tag))
+    log = (ws.reports / "logs" / f"build-{IMAGE_ID}.log").read_text()
+    for where, text in {"inspect": json.dumps(attrs), "history": history, "build log": log}.items():
+        assert ws.token not in text, f"the index credential leaked into the image {where}"
+    grep = engine.client.containers.run(
+        content_tag,
+        [
+            "sh",
+            "-c",
+            f"grep -rlF -e '{ws.token}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; ls /run/secrets 2>/dev/null; true",
+        ],
+        remove=True,
+        user="0",
+        labels={CONTAINER_LABEL: "e2e-scan"},
+    )
+    assert grep.decode().strip() == "", f"secret material found in the image's files: {grep.decode()}"
+
+
+def test_unchanged_rebuild_is_skipped(built, ws):
+    assert built.returncode == 0
+    again = ws.imagekit("build", *ws.args())
+    assert again.returncode == 0, again.stderr
+    assert "unchanged" in again.stdout
+    (case,) = ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")
+    assert case.find("skipped").get("message").startswith(f"unchanged: {ws.repo}:{IMAGE_ID}-")
+
+
+def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, tmp_path):
+    assert built.returncode == 0
+    broken_base = f"imagekit-e2e/no-shell-{ws.repo.rsplit('-', 1)[1]}:1"
+    subprocess.run(f"tar -cf - -T /dev/null | docker import - {broken_base}", shell=True, check=True, capture_output=True)
+    overlay = tmp_path / "broken.yaml"
+    overlay.write_text(f'variants:\n  broken:\n    cuda: "12.1.1"\n    wheel: cu124\n    base_image: {broken_base}\n')
+    args = ws.args("--matrix", str(overlay), "--gpus", "none")
+    build = ws.imagekit("build", *args)
+    assert build.returncode == 1, build.stdout + build.stderr
+    states = {c.get("name"): c for c in ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")}
+    assert states[IMAGE_ID].find("skipped") is not None
+    failure = states["2.6.0-broken-py3.11-runtime"].find("failure")
+    assert failure is not None and "docker build exited" in failure.get("message")
+    assert "bash" in (failure.text or ""), "the failure carries the tail of the build log"
+
+    test = ws.imagekit("test", *args)
+    assert test.returncode == 1
+    xmllint_schema(ws.reports / "junit.xml")
+    assert "2.6.0-broken-py3.11-runtime" in test.stdout and "not built" in test.stdout
+    assert summary_row(ws, IMAGE_ID).startswith(f"| `{IMAGE_ID}` | unchanged | passed |")
+
+
+def summary_row(ws: Workspace, image_id: str) -> str:
+    return next(line for line in (ws.reports / "summary.md").read_text().splitlines() if f"`{image_id}`" in line)
+
+
+@pytest.fixture
+def slow_smoke(tmp_path: Path) -> Path:
+    """A smoke suite that hangs, to exercise the timeout and Ctrl-C paths."""
+    suite = tmp_path / "slow-smoke"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((ROOT / "smoke" / "conftest.py").read_text())
+    (suite / "test_hang.py").write_text("import time\n\ndef test_hang():\n    time.sleep(600)\n")
+    overlay = tmp_path / "slow.yaml"
+    overlay.write_text(f"smoke: {suite}\n")
+    return overlay
+
+
+def test_timeout_stops_the_run_and_removes_the_container(built, ws, engine, slow_smoke):
+    assert built.returncode == 0
+    out = ws.imagekit("test", *ws.args("--matrix", str(slow_smoke), "--timeout", "5", "--gpus", "none"), timeout=300)
+    assert out.returncode == 1
+    failure = ET.parse(ws.reports / "junit" / f"{IMAGE_ID}.xml").getroot().find(".//failure")
+    assert failure is not None and "timed out after 5s" in failure.get("message")
+    assert smoke_containers(engine) == []
+
+
+def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
+    assert built.returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagekit", "test", *ws.args("--matrix", str(slow_smoke), "--gpus", "none")],
+        cwd=ROOT,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not smoke_containers(engine) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert smoke_containers(engine), "the smoke container never started"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert smoke_containers(engine) == []
