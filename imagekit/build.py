@@ -57,7 +57,7 @@ class BuildRun:
         start = time.monotonic()
 
         def outcome(state: str, **kw: object) -> BuildOutcome:
-            board.set(image.id, state, str(kw.get("message", "")))
+            board.set(image.id, state, str(kw.get("message", "")), final=True)
             return BuildOutcome(image=image, state=state, seconds=time.monotonic() - start, **kw)  # type: ignore[arg-type]
 
         try:

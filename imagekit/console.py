@@ -54,7 +54,8 @@ class StatusBoard:
 
     def __init__(self, ids: Sequence[str]) -> None:
         self._lock = threading.Lock()
-        self._rows = {i: ["queued", "", time.monotonic()] for i in ids}
+        # image id → [state, detail, started (left the queue), ended (reached a final state)]
+        self._rows: dict[str, list[Any]] = {i: ["queued", "", None, None] for i in ids}
         self._live: Live | None = None
 
     def _render(self) -> Table:
@@ -62,16 +63,18 @@ class StatusBoard:
         for column in ("image", "state", "time", "detail"):
             t.add_column(column, no_wrap=True, overflow="ellipsis", max_width=None if column != "detail" else 70)
         now = time.monotonic()
-        for image_id, (state, detail, since) in self._rows.items():
-            t.add_row(image_id, state, f"{now - since:5.0f}s", escape(detail))
+        for image_id, (state, detail, started, ended) in self._rows.items():
+            elapsed = "" if started is None else f"{(ended or now) - started:5.0f}s"
+            t.add_row(image_id, state, elapsed, escape(detail))
         return t
 
-    def set(self, image_id: str, state: str, detail: str = "") -> None:
+    def set(self, image_id: str, state: str, detail: str = "", *, final: bool = False) -> None:
         with self._lock:
             row = self._rows[image_id]
             changed = row[0] != state
-            if changed:
-                row[2] = time.monotonic()
+            now = time.monotonic()
+            row[2] = row[2] or now
+            row[3] = now if final else None
             row[0], row[1] = state, detail
             if self._live is not None:
                 self._live.update(self._render())

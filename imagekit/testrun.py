@@ -143,6 +143,6 @@ def test_images(rendered: list[Rendered], *, engine: Engine, options: TestOption
                 report = reports_dir / "junit" / f"{r.image.id}.xml"
                 _failed_report(report, r.image.id, "error", exc.message, exc.message)
                 outcome = TestOutcome(r.image.id, "error", 0.0, report, exc.message)
-            board.set(r.image.id, outcome.state, outcome.message)
+            board.set(r.image.id, outcome.state, outcome.message, final=True)
             outcomes.append(outcome)
     return outcomes
