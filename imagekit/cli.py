@@ -200,8 +200,8 @@ def _counts(s: reports.SuiteSummary | None) -> list[str]:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    matrix = _matrix(args) if (args.matrix or DEFAULT_MATRIX.is_file()) else None
-    checks = run_checks(matrix, Engine())
+    images = _matrix(args).select(args.only) if (args.matrix or DEFAULT_MATRIX.is_file()) else []
+    checks = run_checks(images, Engine())
     mark = {True: "ok", False: "FAIL", None: "--"}
     for check in checks:
         console.info(f"{mark[check.ok]:>4}  {check.name}: {check.detail}")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import host
 from .engine import Engine, find_builder, nvidia_runtime_present
 from .errors import ImagekitError
 from .facts import version_tuple
-from .matrix import Matrix
+from .matrix import ImageSpec
 
 # A torch 2.6 image is about 6 GB, plus pip's cache and BuildKit's layers while building.
 DISK_PER_IMAGE = 10 * 2**30
@@ -23,10 +24,46 @@ class Check:
     tip: str = ""
 
 
-def run_checks(matrix: Matrix | None, engine: Engine) -> list[Check]:
+def _gpu_checks(images: list[ImageSpec], info: dict[str, Any]) -> list[Check]:
+    gpus = host.nvidia_gpus()
+    if gpus is None:
+        return [Check("nvidia driver", None, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)")]
+    if not gpus:
+        return [Check("nvidia driver", False, "nvidia-smi found no GPU", "check `nvidia-smi` and the kernel module")]
+    driver = gpus[0].driver
+    names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
+    checks = [Check("nvidia driver", True, f"driver {driver}; GPUs {names}")]
+    if info:
+        runtime = nvidia_runtime_present(info)
+        if runtime:
+            checks.append(Check("nvidia runtime", True, "Docker can pass GPUs to containers (--gpus)"))
+        else:
+            checks.append(
+                Check(
+                    "nvidia runtime",
+                    False,
+                    "Docker has no NVIDIA runtime: containers cannot see the GPUs",
+                    "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` and restart dockerd",
+                )
+            )
+    for variant, needed in sorted({(i.variant, i.driver_min) for i in images}):
+        ok = version_tuple(driver) >= version_tuple(needed)
+        checks.append(
+            Check(
+                f"variant {variant}",
+                ok,
+                f"needs driver >= {needed}: {'runs' if ok else 'cannot run'} on {driver}",
+                "" if ok else f"upgrade the driver to >= {needed}, or use a variant whose minimum this driver meets",
+            )
+        )
+    return checks
+
+
+def run_checks(images: list[ImageSpec], engine: Engine) -> list[Check]:
+    """Host checks for building and running ``images`` (none: the host alone)."""
     checks: list[Check] = []
     docker_root = Path("/var/lib/docker")
-    info: dict = {}
+    info: dict[str, Any] = {}
     try:
         version = engine.version()
         info = engine.info()
@@ -40,52 +77,15 @@ def run_checks(matrix: Matrix | None, engine: Engine) -> list[Check]:
         checks.append(Check("buildkit", True, find_builder().describe()))
     except ImagekitError as exc:
         checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
-
-    gpus = host.nvidia_gpus()
-    if gpus is None:
-        checks.append(
-            Check("nvidia driver", None, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)")
-        )
-    elif not gpus:
-        checks.append(Check("nvidia driver", False, "nvidia-smi found no GPU", "check `nvidia-smi` and the kernel module"))
-    else:
-        names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
-        checks.append(Check("nvidia driver", True, f"driver {gpus[0].driver}; GPUs {names}"))
-        if info:
-            runtime = nvidia_runtime_present(info)
-            checks.append(
-                Check(
-                    "nvidia runtime",
-                    runtime,
-                    "Docker can pass GPUs to containers (--gpus)"
-                    if runtime
-                    else "Docker has no NVIDIA runtime: containers cannot see the GPUs",
-                    ""
-                    if runtime
-                    else "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` and restart dockerd",
-                )
-            )
-        if matrix is not None:
-            driver = gpus[0].driver
-            for variant, needed in sorted({(i.variant, i.driver_min) for i in matrix.images}):
-                ok = version_tuple(driver) >= version_tuple(needed)
-                checks.append(
-                    Check(
-                        f"variant {variant}",
-                        ok,
-                        f"needs driver >= {needed}: {'runs' if ok else 'cannot run'} on {driver}",
-                        "" if ok else f"upgrade the driver to >= {needed} or use a variant whose minimum this driver meets",
-                    )
-                )
-
+    checks += _gpu_checks(images, info)
     free = host.free_bytes(docker_root)
-    images = len(matrix.images) if matrix else 1
-    enough = free >= DISK_PER_IMAGE * images
+    wanted = DISK_PER_IMAGE * max(1, len(images))
+    enough = free >= wanted
     checks.append(
         Check(
             "disk",
             enough,
-            f"{free / 2**30:.0f} GiB free under {docker_root}; about {DISK_PER_IMAGE * images / 2**30:.0f} GiB wanted for {images} image(s)",
+            f"{free / 2**30:.0f} GiB free under {docker_root}; about {wanted / 2**30:.0f} GiB wanted for {max(1, len(images))} image(s)",
             "" if enough else "free space (`docker system prune`) or build fewer images with --only",
         )
     )

@@ -160,11 +160,20 @@ class Engine:
     @property
     def client(self) -> docker.DockerClient:
         if self._client is None:
+            # A socket path that does not exist: say so without connecting (docker-py leaks the
+            # socket of a failed Unix connect).
+            host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+                raise EngineError(f"cannot reach the Docker engine: no socket at {host.removeprefix('unix://')}", tip=ENGINE_TIP)
+            client = None
             try:
-                self._client = docker.from_env(timeout=120)
-                self._client.ping()
+                client = docker.from_env(timeout=120)
+                client.ping()
             except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                if client is not None:
+                    client.close()  # else its connection pool leaks until garbage collection
                 raise EngineError(f"cannot reach the Docker engine: {exc}", tip=ENGINE_TIP) from None
+            self._client = client
         return self._client
 
     def version(self) -> dict[str, Any]:

@@ -243,3 +243,48 @@ def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert smoke_containers(engine) == []
+
+
+def test_doctor_reports_this_engine_and_builder(ws):
+    out = ws.imagekit("doctor", *ws.matrices)
+    assert "  ok  docker engine: Engine " in out.stderr, out.stderr
+    assert "  ok  buildkit: " in out.stderr
+    assert " disk: " in out.stderr and "GiB free under " in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+LIMITS_TEST = """
+import json
+from pathlib import Path
+
+
+def read(*paths):
+    for path in paths:
+        try:
+            return Path(path).read_text().split()
+        except OSError:
+            pass
+    return []
+
+
+def test_record_limits(output_dir):
+    memory = read("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    cpu = read("/sys/fs/cgroup/cpu.max") or read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    (output_dir / "limits.json").write_text(json.dumps({"memory": memory, "cpu": cpu}))
+"""
+
+
+def test_memory_and_cpu_limits_reach_the_container(built, ws, tmp_path):
+    assert built.returncode == 0
+    suite = tmp_path / "limits-smoke"
+    suite.mkdir()
+    (suite / "conftest.py").write_text((ROOT / "smoke" / "conftest.py").read_text())
+    (suite / "test_limits.py").write_text(LIMITS_TEST)
+    overlay = tmp_path / "limits.yaml"
+    overlay.write_text(f"smoke: {suite}\n")
+    out = ws.imagekit("test", *ws.args("--matrix", str(overlay), "--memory", "3g", "--cpus", "1.5", "--gpus", "none"), timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    limits = json.loads((ws.reports / "artifacts" / IMAGE_ID / "limits.json").read_text())
+    assert limits["memory"] == [str(3 * 2**30)]
+    quota, period = (int(x) for x in limits["cpu"])
+    assert quota / period == 1.5
