@@ -18,7 +18,7 @@ from .errors import ConfigurationError, ImagekitError, RunFailed
 from .matrix import Matrix, load_matrix
 from .provenance import collect
 from .render import Renderer
-from .testrun import TestOptions, resolve_gpus, test_images
+from .testrun import SmokeOptions, resolve_gpus, smoke_images
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 _GPUS = re.compile(r"^(all|none|auto|device=\d+(,\d+)*)$")
@@ -163,11 +163,11 @@ def cmd_test(args: argparse.Namespace) -> int:
         )
     engine = Engine()
     engine.version()  # unreachable engine: one clear error, not a failure per image
-    options = TestOptions(
+    options = SmokeOptions(
         gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu, timeout=args.timeout, memory=args.memory, cpus=args.cpus
     )
     console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
-    outcomes = test_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
+    outcomes = smoke_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
 
     build_report = args.reports / "junit" / "build.xml"
     reports.merge([build_report] + [o.report for o in outcomes], args.reports / "junit.xml")

@@ -25,7 +25,7 @@ OUT_MOUNT = "/imagekit/out"
 
 
 @dataclass(frozen=True)
-class TestOptions:
+class SmokeOptions:
     gpus: str  # all | none | device=0,1 (auto already resolved)
     require_gpu: bool
     timeout: float
@@ -34,7 +34,7 @@ class TestOptions:
 
 
 @dataclass(frozen=True)
-class TestOutcome:
+class SmokeOutcome:
     image_id: str
     state: str  # passed | failed | error | not built
     seconds: float
@@ -77,7 +77,7 @@ def _failed_report(path: Path, image_id: str, outcome: str, message: str, text: 
     write_suites(path, [Suite(image_id, [Case(name="smoke suite", classname=image_id, outcome=outcome, message=message, text=text)])])
 
 
-def test_one(rendered: Rendered, engine: Engine, options: TestOptions, smoke_dir: Path, reports_dir: Path) -> TestOutcome:
+def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path) -> SmokeOutcome:
     image_id = rendered.image.id
     report = reports_dir / "junit" / f"{image_id}.xml"
     start = time.monotonic()
@@ -86,7 +86,7 @@ def test_one(rendered: Rendered, engine: Engine, options: TestOptions, smoke_dir
         wanted = ident.content_tag if ident else f"{rendered.image.tag} (its base {rendered.image.base_image} is absent)"
         message = f"{wanted} is not built from the current matrix and templates: run `imagekit build` first"
         _failed_report(report, image_id, "error", message, message)
-        return TestOutcome(image_id, "not built", 0.0, report, message)
+        return SmokeOutcome(image_id, "not built", 0.0, report, message)
 
     out_dir = reports_dir / "artifacts" / image_id
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -114,35 +114,37 @@ def test_one(rendered: Rendered, engine: Engine, options: TestOptions, smoke_dir
     if result.timed_out:
         message = f"smoke suite timed out after {options.timeout:.0f}s and was stopped"
         _failed_report(report, image_id, "failed", message, log_tail(log_path))
-        return TestOutcome(image_id, "failed", seconds, report, message)
+        return SmokeOutcome(image_id, "failed", seconds, report, message)
     if not produced.is_file():
         message = f"the smoke suite wrote no report (exit {result.exit_code}); see {log_path}"
         _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return TestOutcome(image_id, "error", seconds, report, message)
+        return SmokeOutcome(image_id, "error", seconds, report, message)
     report.parent.mkdir(parents=True, exist_ok=True)
     os.replace(produced, report)
     if result.exit_code == 0:
-        return TestOutcome(image_id, "passed", seconds, report)
+        return SmokeOutcome(image_id, "passed", seconds, report)
     if result.exit_code == 5:
         message = "the smoke suite collected no tests"
         _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return TestOutcome(image_id, "error", seconds, report, message)
+        return SmokeOutcome(image_id, "error", seconds, report, message)
     state = "failed" if result.exit_code == 1 else "error"
-    return TestOutcome(image_id, state, seconds, report, f"pytest exited {result.exit_code}; see {log_path}")
+    return SmokeOutcome(image_id, state, seconds, report, f"pytest exited {result.exit_code}; see {log_path}")
 
 
-def test_images(rendered: list[Rendered], *, engine: Engine, options: TestOptions, smoke_dir: Path, reports_dir: Path) -> list[TestOutcome]:
+def smoke_images(
+    rendered: list[Rendered], *, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path
+) -> list[SmokeOutcome]:
     board = console.StatusBoard([r.image.id for r in rendered])
     outcomes = []
     with board.shown():
         for r in rendered:
             board.set(r.image.id, "testing", f"gpus={options.gpus}")
             try:
-                outcome = test_one(r, engine, options, smoke_dir, reports_dir)
+                outcome = smoke_one(r, engine, options, smoke_dir, reports_dir)
             except EngineError as exc:
                 report = reports_dir / "junit" / f"{r.image.id}.xml"
                 _failed_report(report, r.image.id, "error", exc.message, exc.message)
-                outcome = TestOutcome(r.image.id, "error", 0.0, report, exc.message)
+                outcome = SmokeOutcome(r.image.id, "error", 0.0, report, exc.message)
             board.set(r.image.id, outcome.state, outcome.message, final=True)
             outcomes.append(outcome)
     return outcomes
