@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console
-from .engine import Builder, Engine, run_build
+from .engine import Builder, BuildProcesses, Engine, run_build
 from .errors import ImagekitError
 from .identity import Identity, identify
 from .matrix import ImageSpec
@@ -51,6 +51,7 @@ class BuildRun:
     provenance: Provenance
     render_dir: Path
     logs_dir: Path
+    procs: BuildProcesses = field(default_factory=BuildProcesses)
 
     def one(self, rendered: Rendered, secrets: dict[str, Path], board: console.StatusBoard) -> BuildOutcome:
         image = rendered.image
@@ -73,9 +74,10 @@ class BuildRun:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             argv, env = self.builder.command(context, ident.tags, ident.labels(self.provenance), secrets)
             board.set(image.id, "building")
-            with log_path.open("w", encoding="utf-8") as log:
+            # Line-buffered, so `tail -f` on the log follows the build as it happens.
+            with log_path.open("w", encoding="utf-8", buffering=1) as log:
                 log.write("$ " + " ".join(argv) + "\n")
-                rc = run_build(argv, env, log, lambda line: board.set(image.id, "building", line))
+                rc = run_build(argv, env, log, self.procs, lambda line: board.set(image.id, "building", line))
             if rc != 0:
                 return outcome("failed", content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}")
             if self.engine.inspect_image(ident.content_tag) is None:
@@ -105,8 +107,10 @@ def build_images(
             try:
                 outcomes = [f.result() for f in futures]
             except KeyboardInterrupt:
+                # Leaving the pool waits for running builds: stop them first, and queued ones.
                 for f in futures:
                     f.cancel()
+                run.procs.stop_all()
                 raise
     write_suites(reports_dir / "junit" / "build.xml", [Suite(BUILD_SUITE, [o.case() for o in outcomes])])
     return outcomes

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,9 +128,37 @@ def find_builder() -> Builder:
     raise EngineError("no docker CLI here can build with BuildKit: " + "; ".join(refused), tip=BUILDER_TIP)
 
 
-def run_build(argv: list[str], env: dict[str, str], log: IO[str], on_line: Any = None) -> int:
+class BuildProcesses:
+    """The docker CLI builds under way, so an interrupt can stop them rather than wait for them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self._stopped = False
+
+    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+        with self._lock:
+            if self._stopped:
+                raise KeyboardInterrupt
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            self._running.add(proc)
+            return proc
+
+    def done(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop_all(self) -> None:
+        """Stop every build (the CLI cancels its BuildKit session on SIGTERM) and refuse new ones."""
+        with self._lock:
+            self._stopped = True
+            for proc in self._running:
+                proc.terminate()
+
+
+def run_build(argv: list[str], env: dict[str, str], log: IO[str], procs: BuildProcesses, on_line: Any = None) -> int:
     """Run a build, streaming its output into ``log`` (and each line to ``on_line``)."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    proc = procs.start(argv, env)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -138,6 +167,7 @@ def run_build(argv: list[str], env: dict[str, str], log: IO[str], on_line: Any =
                 on_line(line.rstrip("\n"))
     finally:
         rc = proc.wait()
+        procs.done(proc)
         log.flush()
     return rc
 

@@ -240,6 +240,7 @@ def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
+        proc.communicate()
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert smoke_containers(engine) == []
@@ -288,3 +289,34 @@ def test_memory_and_cpu_limits_reach_the_container(built, ws, tmp_path):
     assert limits["memory"] == [str(3 * 2**30)]
     quota, period = (int(x) for x in limits["cpu"])
     assert quota / period == 1.5
+
+
+def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
+    templates = tmp_path / "hang-templates"
+    templates.mkdir()
+    (templates / "Dockerfile.j2").write_text("FROM {{ image.base_image }}\nRUN sleep 600\n")
+    overlay = tmp_path / "hang.yaml"
+    overlay.write_text(f"templates: {templates}\n")
+    log = ws.reports / "logs" / f"build-{IMAGE_ID}.log"
+    log.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "imagekit", "build", *ws.args("--matrix", str(overlay))],
+        cwd=ROOT,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (log.is_file() and "RUN sleep 600" in log.read_text()):
+            time.sleep(0.5)
+        assert log.is_file() and "RUN sleep 600" in log.read_text(), "the hanging build never started"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 130, stderr
+    left = subprocess.run(["pgrep", "-f", f"build.*{ws.out / IMAGE_ID}"], capture_output=True, text=True)
+    assert left.stdout == "", "a docker build process outlived imagekit"
