@@ -24,12 +24,12 @@ def _git(cwd: Path, *args: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def _public_url(url: str | None) -> str | None:
-    """A remote URL fit for a label: never with credentials embedded (https://user:token@host/...)."""
-    if url and "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+def public_url(url: str | None) -> str | None:
+    """A remote URL fit for a label: a URL (not a local path), never with credentials embedded."""
+    if not url or "://" not in url:
+        return url if url and url.startswith("git@") else None
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{rest.split('@', 1)[1]}" if "@" in rest.split("/", 1)[0] else url
 
 
 def collect(matrix_dir: Path, source: str | None) -> Provenance:
@@ -41,6 +41,6 @@ def collect(matrix_dir: Path, source: str | None) -> Provenance:
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
     return Provenance(
         revision=revision,
-        source=source or _public_url(_git(matrix_dir, "remote", "get-url", "origin")),
+        source=source or public_url(_git(matrix_dir, "remote", "get-url", "origin")),
         created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
     )

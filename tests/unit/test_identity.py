@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imagekit.identity import identify
 from imagekit.matrix import load_matrix
-from imagekit.provenance import Provenance
+from imagekit.provenance import Provenance, public_url
 from imagekit.render import Rendered, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -52,3 +52,11 @@ def test_provenance_never_changes_the_content_id():
     ident = identify(RENDERED, BASE)
     ident.labels(Provenance(revision="other", source=None, created="2030-01-01T00:00:00Z"))
     assert identify(RENDERED, BASE).content_id == ident.content_id
+
+
+def test_source_label_is_a_credential_free_url_or_nothing():
+    assert public_url("https://user:t0ken@git.example/ml/images.git") == "https://git.example/ml/images.git"
+    assert public_url("https://git.example/ml/images.git") == "https://git.example/ml/images.git"
+    assert public_url("git@git.example:ml/images.git") == "git@git.example:ml/images.git"
+    assert public_url("/work/main") is None
+    assert public_url(None) is None
