@@ -52,4 +52,12 @@ def test_driver_new_enough(gpu, expected, record_testsuite_property):
         [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, check=True
     ).stdout.split()[0]
     record_testsuite_property("gpu.driver", driver)
-    assert _version(driver) >= _version(needed), f"host driver {driver} is older than {needed}, which this image needs: upgrade the driver"
+    if _version(driver) >= _version(needed):
+        return
+    runs = sorted(
+        (v for v, d in expected.variant_drivers.items() if _version(driver) >= _version(d)), key=lambda v: expected.variant_drivers[v]
+    )
+    instead = f"; on this driver use the {' or '.join(runs)} variant instead" if runs else "; no variant of this matrix runs on it"
+    pytest.fail(
+        f"host driver {driver} is older than {needed}, the minimum for this image (CUDA {expected.cuda}): upgrade the driver to >= {needed}{instead}"
+    )
