@@ -17,8 +17,8 @@ from .engine import Engine, find_builder
 from .errors import ConfigurationError, ImagekitError, RunFailed
 from .matrix import Matrix, load_matrix
 from .provenance import collect
-from .render import Renderer
-from .testrun import SmokeOptions, resolve_gpus, smoke_images
+from .render import Renderer, expectations, variant_drivers
+from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 _GPUS = re.compile(r"^(all|none|auto|device=\d+(,\d+)*)$")
@@ -91,6 +91,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=[common, render_out, outputs, run_opts], help="build images with BuildKit (skips unchanged ones)")
     sub.add_parser("test", parents=[common, render_out, outputs, run_opts], help="run the smoke suite inside each built image")
 
+    sm = sub.add_parser("smoke", parents=[common, outputs], help="run the smoke suite on this host, without an image")
+    sm.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
+    sm.add_argument("--timeout", type=_positive, default=1800, help="seconds before the run is stopped (default: 1800)")
+
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p
 
@@ -157,26 +161,55 @@ def cmd_test(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
     renderer = Renderer(matrix)
     rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    _require_smoke(matrix)
+    engine = Engine()
+    engine.version()  # unreachable engine: one clear error, not a failure per image
+    options = SmokeOptions(
+        gpus=resolve_gpus(args.gpus, engine),
+        require_gpu=args.require_gpu,
+        timeout=args.timeout,
+        memory=args.memory,
+        cpus=args.cpus,
+        environment={"IMAGEKIT_VARIANT_DRIVERS": variant_drivers(matrix.images)},
+    )
+    console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
+    outcomes = smoke_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
+    return _report(outcomes, args.reports, args.reports / "junit" / "build.xml")
+
+
+def cmd_smoke(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    _require_smoke(matrix)
+    environment = {"IMAGEKIT_VARIANT_DRIVERS": variant_drivers(matrix.images)}
+    if args.only:
+        chosen = matrix.select(args.only)
+        if len(chosen) != 1:
+            raise ConfigurationError(
+                f"--only selects {len(chosen)} images; on a host the suite checks one image's promises",
+                tip="narrow --only to one image id, or leave it out to check the host alone",
+            )
+        environment |= expectations(chosen[0])
+    console.info(f"running {matrix.smoke_dir} on this host with {sys.executable}")
+    outcome = smoke_host(matrix.smoke_dir, args.reports, require_gpu=args.require_gpu, environment=environment, timeout=args.timeout)
+    return _report([outcome], args.reports, None)
+
+
+def _require_smoke(matrix: Matrix) -> None:
     if not (matrix.smoke_dir / "conftest.py").is_file():
         raise ConfigurationError(
             f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)"
         )
-    engine = Engine()
-    engine.version()  # unreachable engine: one clear error, not a failure per image
-    options = SmokeOptions(
-        gpus=resolve_gpus(args.gpus, engine), require_gpu=args.require_gpu, timeout=args.timeout, memory=args.memory, cpus=args.cpus
-    )
-    console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
-    outcomes = smoke_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
 
-    build_report = args.reports / "junit" / "build.xml"
-    reports.merge([build_report] + [o.report for o in outcomes], args.reports / "junit.xml")
-    built = reports.build_states(build_report)
+
+def _report(outcomes: list[SmokeOutcome], reports_dir: Path, build_report: Path | None) -> int:
+    """Merged JUnit, summary.md (and the GitHub step summary), a table, and the exit code."""
+    reports.merge(([build_report] if build_report else []) + [o.report for o in outcomes], reports_dir / "junit.xml")
+    built = reports.build_states(build_report) if build_report else {}
     rows = [
         (o.image_id, built.get(o.image_id, "–"), reports.summarise(o.report) if o.state != "not built" else None, o.state) for o in outcomes
     ]
     markdown = reports.summary_markdown(rows)
-    reports.write_atomic(args.reports / "summary.md", markdown)
+    reports.write_atomic(reports_dir / "summary.md", markdown)
     if os.environ.get("GITHUB_STEP_SUMMARY"):
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
             fh.write(markdown)
@@ -185,12 +218,12 @@ def cmd_test(args: argparse.Namespace) -> int:
         ["image", "result", "passed", "failed", "skipped", "time"],
         [[o.image_id, o.state, *_counts(s), f"{o.seconds:.0f}s"] for o, (_, _, s, _) in zip(outcomes, rows, strict=True)],
     )
-    console.info(f"reports: {args.reports / 'junit.xml'}, {args.reports / 'summary.md'}")
+    console.info(f"reports: {reports_dir / 'junit.xml'}, {reports_dir / 'summary.md'}")
     bad = [o.image_id for o in outcomes if o.state != "passed"]
     if bad:
         raise RunFailed(
-            f"{len(bad)} of {len(outcomes)} image(s) did not pass the smoke suite: {', '.join(bad)}",
-            tip=f"see {args.reports / 'summary.md'} and the logs in {args.reports / 'logs'}",
+            f"{len(bad)} of {len(outcomes)} did not pass the smoke suite: {', '.join(bad)}",
+            tip=f"see {reports_dir / 'summary.md'} and the logs in {reports_dir / 'logs'}",
         )
     return 0
 
@@ -210,7 +243,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.ok is False for c in checks) else 0
 
 
-COMMANDS = {"matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "doctor": cmd_doctor}
+COMMANDS = {"matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke, "doctor": cmd_doctor}
 
 
 def main_inner(argv: list[str] | None = None) -> int:

@@ -31,6 +31,25 @@ def static_labels(image: ImageSpec) -> dict[str, str]:
     }
 
 
+def expectations(image: ImageSpec) -> dict[str, str]:
+    """What the image promises, as the environment the smoke suite reads: baked into the image by
+    the template, and set by `imagekit smoke` when it checks a bare host against an image id."""
+    return {
+        "IMAGEKIT_IMAGE_ID": image.id,
+        "IMAGEKIT_EXPECT_TORCH": image.torch,
+        "IMAGEKIT_EXPECT_TORCHAUDIO": image.torchaudio,
+        "IMAGEKIT_EXPECT_PYTHON": image.python,
+        "IMAGEKIT_EXPECT_CUDA": image.wheel_cuda,
+        "IMAGEKIT_EXPECT_DRIVER_MIN": image.driver_min,
+    }
+
+
+def variant_drivers(images: tuple[ImageSpec, ...]) -> str:
+    """ "cu118=450.80.02,cu121=525.60.13": every variant's driver minimum, so the smoke suite can
+    tell a host whose driver is too old which variant it would run instead."""
+    return ",".join(f"{v}={d}" for v, d in sorted({(i.variant, i.driver_min) for i in images}))
+
+
 @dataclass(frozen=True)
 class Rendered:
     image: ImageSpec
@@ -69,7 +88,7 @@ class Renderer:
 
     def render(self, image: ImageSpec) -> Rendered:
         try:
-            text = self._env.get_template(TEMPLATE).render(image=image, labels=static_labels(image))
+            text = self._env.get_template(TEMPLATE).render(image=image, labels=static_labels(image), expect=expectations(image))
         except jinja2.TemplateError as exc:
             where = f"{exc.filename}:{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else TEMPLATE
             raise ConfigurationError(f"{where}: cannot render {image.id}: {exc.message}") from None

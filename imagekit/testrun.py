@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console, host
@@ -31,6 +34,7 @@ class SmokeOptions:
     timeout: float
     memory: str | None
     cpus: float | None
+    environment: dict[str, str] = field(default_factory=dict)  # extra variables for the suite
 
 
 @dataclass(frozen=True)
@@ -55,26 +59,55 @@ def resolve_gpus(spec: str, engine: Engine) -> str:
     return "all" if gpus and nvidia_runtime_present(engine.info()) else "none"
 
 
+def pytest_args(out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
+    """The smoke suite's pytest arguments, the same in an image and on a bare host."""
+    args = [
+        "-p", "no:cacheprovider", "-rs",
+        f"--junitxml={out_dir}/junit.xml", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={suite_name}",
+        f"--output-dir={out_dir}",
+    ]  # fmt: skip
+    return [*args, "--require-gpu"] if require_gpu else args
+
+
 def smoke_command(image_id: str, require_gpu: bool) -> list[str]:
     # umask 0: files the image's (non-root) user writes stay removable by the host user.
-    args = [
-        "-p",
-        "no:cacheprovider",
-        "-rs",
-        f"--junitxml={OUT_MOUNT}/junit.xml",
-        "-o",
-        "junit_family=xunit2",
-        "-o",
-        f"junit_suite_name={image_id}",
-        f"--output-dir={OUT_MOUNT}",
-    ]
-    if require_gpu:
-        args.append("--require-gpu")
-    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", SMOKE_MOUNT, *args]
+    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", SMOKE_MOUNT, *pytest_args(OUT_MOUNT, image_id, require_gpu)]
 
 
 def _failed_report(path: Path, image_id: str, outcome: str, message: str, text: str) -> None:
     write_suites(path, [Suite(image_id, [Case(name="smoke suite", classname=image_id, outcome=outcome, message=message, text=text)])])
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def _outcome(
+    image_id: str, exit_code: int | None, out_dir: Path, report: Path, log_path: Path, seconds: float, timeout: float
+) -> SmokeOutcome:
+    """Turn one smoke run (its exit code and the report it left) into an outcome and a report that
+    always exists, so a crash or a hang shows in the JUnit beside real failures."""
+    produced = out_dir / "junit.xml"
+    if exit_code is None:
+        message = f"smoke suite timed out after {timeout:.0f}s and was stopped"
+        _failed_report(report, image_id, "failed", message, log_tail(log_path))
+        return SmokeOutcome(image_id, "failed", seconds, report, message)
+    if not produced.is_file():
+        message = f"the smoke suite wrote no report (exit {exit_code}); see {log_path}"
+        _failed_report(report, image_id, "error", message, log_tail(log_path))
+        return SmokeOutcome(image_id, "error", seconds, report, message)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(produced, report)
+    if exit_code == 0:
+        return SmokeOutcome(image_id, "passed", seconds, report)
+    if exit_code == 5:
+        message = "the smoke suite collected no tests"
+        _failed_report(report, image_id, "error", message, log_tail(log_path))
+        return SmokeOutcome(image_id, "error", seconds, report, message)
+    state = "failed" if exit_code == 1 else "error"
+    return SmokeOutcome(image_id, state, seconds, report, f"pytest exited {exit_code}; see {log_path}")
 
 
 def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path) -> SmokeOutcome:
@@ -88,9 +121,7 @@ def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_d
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, "not built", 0.0, report, message)
 
-    out_dir = reports_dir / "artifacts" / image_id
-    shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True)
+    out_dir = _fresh_dir(reports_dir / "artifacts" / image_id)
     os.chmod(out_dir, 0o777)  # noqa: S103 - the image writes here as its own non-root user
     log_path = reports_dir / "logs" / f"test-{image_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,33 +133,34 @@ def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_d
                 str(smoke_dir.resolve()): {"bind": SMOKE_MOUNT, "mode": "ro"},
                 str(out_dir.resolve()): {"bind": OUT_MOUNT, "mode": "rw"},
             },
-            environment={"PYTHONDONTWRITEBYTECODE": "1"},
+            environment={"PYTHONDONTWRITEBYTECODE": "1", **options.environment},
             gpus=gpu_request(options.gpus),
             timeout=options.timeout,
             mem_limit=options.memory,
             cpus=options.cpus,
             log=log,
         )
-    seconds = time.monotonic() - start
-    produced = out_dir / "junit.xml"
-    if result.timed_out:
-        message = f"smoke suite timed out after {options.timeout:.0f}s and was stopped"
-        _failed_report(report, image_id, "failed", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "failed", seconds, report, message)
-    if not produced.is_file():
-        message = f"the smoke suite wrote no report (exit {result.exit_code}); see {log_path}"
-        _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "error", seconds, report, message)
-    report.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(produced, report)
-    if result.exit_code == 0:
-        return SmokeOutcome(image_id, "passed", seconds, report)
-    if result.exit_code == 5:
-        message = "the smoke suite collected no tests"
-        _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "error", seconds, report, message)
-    state = "failed" if result.exit_code == 1 else "error"
-    return SmokeOutcome(image_id, state, seconds, report, f"pytest exited {result.exit_code}; see {log_path}")
+    exit_code = None if result.timed_out else result.exit_code
+    return _outcome(image_id, exit_code, out_dir, report, log_path, time.monotonic() - start, options.timeout)
+
+
+def smoke_host(smoke_dir: Path, reports_dir: Path, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:
+    """The same suite on this host, with this Python: vets a GPU node without an image."""
+    name = f"host-{socket.gethostname()}"
+    out_dir = _fresh_dir(reports_dir / "artifacts" / "host")
+    report = reports_dir / "junit" / "host.xml"
+    log_path = reports_dir / "logs" / "test-host.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with log_path.open("w", encoding="utf-8") as log:
+        try:
+            exit_code: int | None = subprocess.run(
+                [sys.executable, "-m", "pytest", str(smoke_dir), *pytest_args(str(out_dir), name, require_gpu)],
+                env={**os.environ, **environment}, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False,
+            ).returncode  # fmt: skip
+        except subprocess.TimeoutExpired:
+            exit_code = None
+    return _outcome(name, exit_code, out_dir, report, log_path, time.monotonic() - start, timeout)
 
 
 def smoke_images(

@@ -42,8 +42,9 @@ RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
 
 ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
-    IMAGEKIT_IMAGE_ID=2.6.0-cu118-py3.11-devel \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+# What the image promises; the smoke suite checks it (see imagekit/render.py: expectations).
+ENV IMAGEKIT_IMAGE_ID=2.6.0-cu118-py3.11-devel \
     IMAGEKIT_EXPECT_TORCH=2.6.0 \
     IMAGEKIT_EXPECT_TORCHAUDIO=2.6.0 \
     IMAGEKIT_EXPECT_PYTHON=3.11 \
