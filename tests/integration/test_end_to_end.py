@@ -127,8 +127,14 @@ def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, eng
     assert [s.get("name") for s in merged.iter("testsuite")] == ["imagekit.build", IMAGE_ID]
     props = {p.get("name"): p.get("value") for p in merged.iter("property")}
     assert props["torch.cuda"] == "12.4" and props["torch.version"].startswith("2.6.0")
+    # The full suite ran on CPU: the model trained, timings were recorded, schema-validly.
+    assert outcome["test_training_learns"] == outcome["test_checkpoint_round_trips"] == outcome["test_cpu_forward_timing"] == "passed"
+    assert float(props["timing.train.accuracy"]) >= 0.9 and float(props["timing.forward.cpu.b4.median_ms"]) > 0
+    figures = json.loads((ws.reports / "artifacts" / IMAGE_ID / "timings.json").read_text())
+    assert figures["train.device"] == "cpu" and figures["forward.cpu.b64.iterations"] >= 10
+    assert (ws.reports / "artifacts" / IMAGE_ID / "audio-cnn.pt").is_file()
     summary = (ws.reports / "summary.md").read_text()
-    assert f"| `{IMAGE_ID}` | built | passed |" in summary
+    assert f"| `{IMAGE_ID}` | built | passed |" in summary and "train.accuracy=" in summary
     assert summary in Path(ws.env["GITHUB_STEP_SUMMARY"]).read_text()
     assert smoke_containers(engine) == []
 
@@ -320,3 +326,75 @@ def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
     assert proc.returncode == 130, stderr
     left = subprocess.run(["pgrep", "-f", f"build.*{ws.out / IMAGE_ID}"], capture_output=True, text=True)
     assert left.stdout == "", "a docker build process outlived imagekit"
+
+
+def run_suite(
+    engine: Engine,
+    ws: Workspace,
+    tmp_path: Path,
+    *pytest_args: str,
+    env: dict[str, str] | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
+) -> tuple[int | None, ET.Element | None]:
+    """Smoke test files (paths inside the container) run in the built image under changed
+    conditions; returns (exit code, report root)."""
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    content_tag = f"{ws.repo}:{IMAGE_ID}"
+    result = engine.run_container(
+        content_tag,
+        ["sh", "-c", 'umask 0; exec python -m pytest -p no:cacheprovider --junitxml=/imagekit/out/j.xml "$@"', "s", *pytest_args],
+        volumes={str(ROOT / "smoke"): {"bind": "/imagekit/smoke", "mode": "ro"}, str(out): {"bind": "/imagekit/out", "mode": "rw"},
+                 **(volumes or {})},
+        environment=env or {}, gpus=None, timeout=600,
+    )  # fmt: skip
+    report = out / "j.xml"
+    return result.exit_code, ET.parse(report).getroot() if report.is_file() else None
+
+
+def failures(root: ET.Element) -> dict[str, str]:
+    found = {}
+    for case in root.iter("testcase"):
+        for tag in ("failure", "error"):
+            if case.find(tag) is not None:
+                found[case.get("name")] = case.find(tag).get("message")
+    return found
+
+
+def test_an_image_that_breaks_its_promises_fails_loudly(built, ws, engine, tmp_path):
+    assert built.returncode == 0
+    code, root = run_suite(
+        engine,
+        ws,
+        tmp_path,
+        "/imagekit/smoke/test_environment.py",
+        env={"IMAGEKIT_EXPECT_TORCH": "2.5.1", "IMAGEKIT_EXPECT_CUDA": "11.8", "IMAGEKIT_EXPECT_PYTHON": "3.12"},
+    )
+    assert code == 1
+    found = failures(root)
+    assert "the image promises 2.5.1" in found["test_torch_version"]
+    assert "torch was built for CUDA 12.4, the image promises CUDA 11.8 (wrong wheel channel?)" in found["test_torch_cuda_build"]
+    assert "Python 3.11 runs, the image promises 3.12" in found["test_python_version"]
+
+
+def test_an_image_without_its_cuda_libraries_fails_loudly(built, ws, engine, tmp_path):
+    assert built.returncode == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    hidden = "/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib"
+    code, root = run_suite(
+        engine, ws, tmp_path, "/imagekit/smoke/test_environment.py", volumes={str(empty): {"bind": hidden, "mode": "ro"}}
+    )
+    assert code == 1
+    message = " ".join(failures(root).values())
+    assert "does not import" in message and "libcudnn" in message and "rebuild it with `imagekit build`" in message
+
+
+def test_require_gpu_turns_the_skip_into_a_failure(built, ws, engine, tmp_path):
+    assert built.returncode == 0
+    code, root = run_suite(engine, ws, tmp_path, "/imagekit/smoke/test_gpu.py", "--require-gpu")
+    assert code == 1
+    found = failures(root)
+    assert set(found) == {"test_gpu_detected", "test_gpu_matches_cpu", "test_gpu_arch_supported", "test_driver_new_enough"}
+    assert all("no GPU visible: run with --gpus all; --require-gpu was given" in m for m in found.values())
