@@ -37,7 +37,8 @@ def test_gpu_matches_cpu(torch, gpu):
 def test_gpu_arch_supported(torch, gpu):
     major, minor = torch.cuda.get_device_capability(gpu)
     archs = torch.cuda.get_arch_list()
-    have = {int(a.split("_")[1]) for a in archs if a.startswith("sm_")}
+    # Entries look like sm_80 or sm_90a (arch-specific features); the digits name the capability.
+    have = {int("".join(ch for ch in a.split("_")[1] if ch.isdigit())) for a in archs if a.startswith("sm_")}
     assert major * 10 + minor in have or any(a.startswith("compute_") for a in archs), (
         f"this torch build has kernels for {', '.join(archs)}, not for the GPU's sm_{major}{minor}: pick a newer wheel channel"
     )

@@ -100,5 +100,6 @@ def test_checkpoint_round_trips(torch, trained, output_dir):
     wave, _ = next(iter(trained["held_out"]))
     with torch.inference_mode():
         spec = trained["front"](wave.to(device))
-        assert torch.equal(model(spec).argmax(1), fresh(spec).argmax(1))
-        torch.testing.assert_close(fresh(spec), model(spec), rtol=0, atol=0)
+        assert torch.equal(model(spec).argmax(1), fresh(spec).argmax(1)), "the loaded model predicts differently"
+        # Same weights, same input; a GPU may still pick another cuDNN algorithm per instance.
+        torch.testing.assert_close(fresh(spec), model(spec))

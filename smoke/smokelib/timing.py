@@ -57,11 +57,11 @@ def graph_replay(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object
     static_x = x.clone()
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream), torch.inference_mode():
+    with torch.cuda.stream(stream), torch.no_grad():
         for _ in range(3):  # warm up on a side stream, as graph capture requires
             model(static_x)
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph), torch.inference_mode():
+    with torch.cuda.graph(graph), torch.no_grad():
         model(static_x)
     return graph.replay
