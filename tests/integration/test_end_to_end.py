@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,22 @@ class Workspace:
 
     def args(self, *extra: str) -> list[str]:
         return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
+
+    def interrupt(self, args: list[str], ready: Callable[[], bool], signum: int, what: str) -> tuple[int, str]:
+        """Start imagekit, wait (up to 2 min) until ``ready()``, send ``signum``; its exit code and stderr."""
+        proc = subprocess.Popen([sys.executable, "-m", "imagekit", *args], cwd=ROOT, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while not ready() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert ready(), f"{what} never started"
+            proc.send_signal(signum)
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            proc.communicate()
+        return proc.returncode, stderr
 
     def imagekit(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -229,25 +246,9 @@ def test_timeout_stops_the_run_and_removes_the_container(built, ws, engine, slow
 
 def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
     assert built.returncode == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagekit", "test", *ws.args("--matrix", str(slow_smoke), "--gpus", "none")],
-        cwd=ROOT,
-        env=ws.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not smoke_containers(engine) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        assert smoke_containers(engine), "the smoke container never started"
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == 130, stderr
+    args = ["test", *ws.args("--matrix", str(slow_smoke), "--gpus", "none")]
+    code, stderr = ws.interrupt(args, lambda: bool(smoke_containers(engine)), signal.SIGINT, "the smoke container")
+    assert code == 130, stderr
     assert "interrupted" in stderr
     assert smoke_containers(engine) == []
 
@@ -305,25 +306,9 @@ def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
     overlay.write_text(f"templates: {templates}\n")
     log = ws.reports / "logs" / f"build-{IMAGE_ID}.log"
     log.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "imagekit", "build", *ws.args("--matrix", str(overlay))],
-        cwd=ROOT,
-        env=ws.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (log.is_file() and "RUN sleep 600" in log.read_text()):
-            time.sleep(0.5)
-        assert log.is_file() and "RUN sleep 600" in log.read_text(), "the hanging build never started"
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-        proc.communicate()
-    assert proc.returncode == 130, stderr
+    args = ["build", *ws.args("--matrix", str(overlay))]
+    code, stderr = ws.interrupt(args, lambda: log.is_file() and "RUN sleep 600" in log.read_text(), signal.SIGTERM, "the hanging build")
+    assert code == 130, stderr
     left = subprocess.run(["pgrep", "-f", f"build.*{ws.out / IMAGE_ID}"], capture_output=True, text=True)
     assert left.stdout == "", "a docker build process outlived imagekit"
 
