@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 BUILD_SUITE = "imagekit.build"
+CONTENT_ID_PROPERTY = "imagekit.content-id"
 LOG_TAIL_LINES = 60
 
 
@@ -95,6 +96,21 @@ def write_suites(path: Path, suites: list[Suite], name: str = "imagekit") -> Non
 def read_suites(path: Path) -> list[ET.Element]:
     root = ET.parse(path).getroot()  # noqa: S314 - reports this tool or pytest wrote
     return [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+
+
+def stamp_suites(path: Path, properties: dict[str, str] | None) -> None:
+    """Add suite-level properties to every <testsuite> of a report, in place."""
+    if not properties:
+        return
+    tree = ET.parse(path)  # noqa: S314 - a report pytest just wrote
+    for suite in tree.getroot().iter("testsuite"):
+        props = suite.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            suite.insert(0, props)
+        for name, value in properties.items():
+            ET.SubElement(props, "property", name=name, value=value)
+    write_atomic(path, '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(tree.getroot(), encoding="unicode") + "\n")
 
 
 def merge(paths: list[Path], target: Path) -> None:

@@ -21,7 +21,7 @@ from .build import resolve_identity
 from .engine import Engine, gpu_request, nvidia_runtime_present
 from .errors import EngineError
 from .render import Rendered
-from .reports import Case, Suite, log_tail, write_suites
+from .reports import CONTENT_ID_PROPERTY, Case, Suite, log_tail, stamp_suites, write_suites
 
 SMOKE_MOUNT = "/imagekit/smoke"
 OUT_MOUNT = "/imagekit/out"
@@ -85,7 +85,14 @@ def _fresh_dir(path: Path) -> Path:
 
 
 def _outcome(
-    image_id: str, exit_code: int | None, out_dir: Path, report: Path, log_path: Path, seconds: float, timeout: float
+    image_id: str,
+    exit_code: int | None,
+    out_dir: Path,
+    report: Path,
+    log_path: Path,
+    seconds: float,
+    timeout: float,
+    stamp: dict[str, str] | None = None,
 ) -> SmokeOutcome:
     """Turn one smoke run (its exit code and the report it left) into an outcome and a report that
     always exists, so a crash or a hang shows in the JUnit beside real failures."""
@@ -99,6 +106,7 @@ def _outcome(
         _failed_report(report, image_id, "error", message, log_tail(log_path))
         return SmokeOutcome(image_id, "error", seconds, report, message)
     report.parent.mkdir(parents=True, exist_ok=True)
+    stamp_suites(produced, stamp)
     os.replace(produced, report)
     if exit_code == 0:
         return SmokeOutcome(image_id, "passed", seconds, report)
@@ -141,7 +149,9 @@ def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_d
             log=log,
         )
     exit_code = None if result.timed_out else result.exit_code
-    return _outcome(image_id, exit_code, out_dir, report, log_path, time.monotonic() - start, options.timeout)
+    # The report names the exact content it tested: publishing is gated on that, not on the image id.
+    stamp = {CONTENT_ID_PROPERTY: ident.content_id, "imagekit.content-tag": ident.content_tag}
+    return _outcome(image_id, exit_code, out_dir, report, log_path, time.monotonic() - start, options.timeout, stamp)
 
 
 def smoke_host(smoke_dir: Path, reports_dir: Path, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:

@@ -163,6 +163,9 @@ def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine
     labels = attrs["Config"]["Labels"]
     content_tag = f"{ws.repo}:{IMAGE_ID}-{labels['io.imagekit.content-id'][:12]}"
     assert content_tag in attrs["RepoTags"]
+    # The smoke report names the exact content it tested (what publishing is gated on).
+    report_props = {p.get("name"): p.get("value") for p in ET.parse(ws.reports / "junit" / f"{IMAGE_ID}.xml").iter("property")}
+    assert report_props["imagekit.content-id"] == labels["io.imagekit.content-id"]
     assert labels["io.imagekit.torch"] == "2.6.0" and labels["io.imagekit.wheel"] == "cu124"
     assert labels["io.imagekit.cuda"] == "12.1.1" and labels["org.opencontainers.image.version"] == IMAGE_ID
     assert labels["org.opencontainers.image.created"] and labels["org.opencontainers.image.revision"]

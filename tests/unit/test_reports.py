@@ -6,7 +6,7 @@ from pathlib import Path
 
 from helpers import xmllint_schema
 
-from imagekit.reports import Case, Suite, build_states, merge, summarise, summary_markdown, write_suites
+from imagekit.reports import Case, Suite, build_states, merge, stamp_suites, summarise, summary_markdown, write_suites
 
 PYTEST_STYLE = """<?xml version="1.0" encoding="utf-8"?>
 <testsuites name="pytest tests"><testsuite name="img-a" errors="0" failures="1" skipped="1" tests="3" time="2.5"
@@ -54,3 +54,11 @@ def test_summary_markdown_shows_counts_timings_and_unbuilt_images(tmp_path: Path
     md = summary_markdown([("img-a", "built", summarise(tmp_path / "a.xml"), "failed"), ("img-b", "failed", None, "not built")])
     assert "| `img-a` | built | failed | 1 | 1 | 1 | 2.5s | forward_ms=1.2 |" in md
     assert "| `img-b` | failed | not built |" in md
+
+
+def test_stamped_properties_join_the_suite_properties_and_stay_valid(tmp_path: Path):
+    path = tmp_path / "img-a.xml"
+    path.write_text(PYTEST_STYLE)
+    stamp_suites(path, {"imagekit.content-id": "c" * 64})
+    xmllint_schema(path)
+    assert summarise(path).properties == {"timing.forward_ms": "1.2", "imagekit.content-id": "c" * 64}
