@@ -9,108 +9,20 @@ base image is a cache kept by name (scripts/make-local-base).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
-import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import in_ci, xmllint_schema
+from e2e_workspace import IMAGE_ID, ROOT, Workspace
+from helpers import xmllint_schema
 
 from imagekit.engine import CONTAINER_LABEL, Engine
-from imagekit.errors import EngineError
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"
-IMAGE_ID = "2.6.0-cu121-py3.11-runtime"
 SMOKE_LABEL = f"{CONTAINER_LABEL}=smoke"
-
-
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    engine = Engine()
-    try:
-        engine.version()
-    except EngineError as exc:
-        if in_ci():
-            pytest.fail(f"CI must run the integration tests on a real Docker engine: {exc.message}")
-        pytest.skip(f"no Docker engine here ({exc.message}); deselect with -m 'not docker'")
-    return engine
-
-
-@dataclass
-class Workspace:
-    repo: str
-    token: str
-    matrices: list[str]
-    reports: Path
-    out: Path
-    env: dict[str, str]
-
-    def args(self, *extra: str) -> list[str]:
-        return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
-
-    def interrupt(self, args: list[str], ready: Callable[[], bool], signum: int, what: str) -> tuple[int, str]:
-        """Start imagekit, wait (up to 2 min) until ``ready()``, send ``signum``; its exit code and stderr."""
-        proc = subprocess.Popen([sys.executable, "-m", "imagekit", *args], cwd=ROOT, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            while not ready() and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert ready(), f"{what} never started"
-            proc.send_signal(signum)
-            _, stderr = proc.communicate(timeout=60)
-        finally:
-            proc.kill()
-            proc.communicate()
-        return proc.returncode, stderr
-
-    def imagekit(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "imagekit", *args], capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=timeout
-        )
-
-
-@pytest.fixture(scope="module")
-def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
-    subprocess.run([str(ROOT / "scripts" / "make-local-base"), LOCAL_BASE], check=True, timeout=900)
-    tmp = tmp_path_factory.mktemp("e2e")
-    run = uuid.uuid4().hex[:8]
-    repo = f"imagekit-e2e/pytorch-{run}"
-    token = f"planted-secret-{uuid.uuid4().hex}"
-    # A credential in the index URL, as a site mirror would have: it must reach pip, and nothing else.
-    overlay = tmp / "e2e.yaml"
-    overlay.write_text(f'repository: {repo}\nindexes:\n  cu124: "https://imagekit-e2e:${{IMAGEKIT_E2E_TOKEN}}@pypi.org/simple"\n')
-    env = {**os.environ, "IMAGEKIT_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md")}
-    matrices = ["--matrix", "matrix.yaml", "--matrix", "overlays/local-debian.yaml", "--matrix", str(overlay)]
-    yield Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env)
-
-    for image in engine.client.images.list(name=repo):
-        engine.remove_image(image.id)
-    for image in engine.client.images.list(name=f"imagekit-e2e/no-shell-{run}"):
-        engine.remove_image(image.id)
-
-
-@pytest.fixture(scope="module")
-def built(ws: Workspace) -> subprocess.CompletedProcess[str]:
-    """The main job, exactly as a user runs it: `nox -s build test -- ARGS`."""
-    return subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "build", "test", "--", *ws.args()],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=ws.env,
-        timeout=2400,
-    )
 
 
 def smoke_containers(engine: Engine) -> list[str]:
