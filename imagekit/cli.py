@@ -4,6 +4,7 @@ exit codes: 0 success, 1 a build or test failed, 2 bad input or an unusable host
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from .engine import Engine, find_builder
 from .errors import ConfigurationError, ImagekitError, RunFailed
 from .matrix import Matrix, load_matrix
 from .provenance import collect
+from .publish import Publisher, Retry, publish_images
 from .render import Renderer, expectations, variant_drivers
 from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
 
@@ -94,6 +96,12 @@ def parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("smoke", parents=[common, outputs], help="run the smoke suite on this host, without an image")
     sm.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
     sm.add_argument("--timeout", type=_positive, default=1800, help="seconds before the run is stopped (default: 1800)")
+
+    pub = sub.add_parser("publish", parents=[common, outputs], help="push tested images to the registry, immutable tag first")
+    pub.add_argument("--registry", help="host[:port]/path to push to (default: the matrix's `registry:`)")
+    pub.add_argument("--dry-run", action="store_true", help="show exactly what would be pushed, push nothing")
+    pub.add_argument("--retries", type=int, choices=range(0, 11), default=3, metavar="N",
+                     help="retries of a transient registry error, with doubling backoff from 2s (default: 3)")  # fmt: skip
 
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p
@@ -194,6 +202,44 @@ def cmd_smoke(args: argparse.Namespace) -> int:
     return _report([outcome], args.reports, None)
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    matrix = _matrix(args)
+    registry = args.registry or matrix.registry
+    if not registry:
+        raise ConfigurationError(
+            "no registry to publish to", tip="set `registry: host[:port]/path` in the matrix or an overlay, or pass --registry"
+        )
+    renderer = Renderer(matrix)
+    rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    engine = Engine()
+    engine.version()
+    publisher = Publisher(engine, registry, args.reports, dry_run=args.dry_run, retry=Retry(attempts=args.retries + 1))
+    console.info(f"{'plan: ' if args.dry_run else ''}publishing {len(rendered)} image(s) to {registry}")
+    outcomes = publish_images(rendered, publisher)
+    console.table("publish summary", ["image", "result", "detail"], [[o.image_id, o.state, o.message] for o in outcomes])
+    if not args.dry_run:
+        done = [o.record() for o in outcomes if o.state in ("published", "unchanged")]
+        reports.write_atomic(args.reports / "published.json", json.dumps(done, indent=2) + "\n")
+        lines = ["", "## published", "", "| image | result | reference |", "| --- | --- | --- |"]
+        lines += [f"| `{o.image_id}` | {o.state} | {o.message} |" for o in outcomes]
+        _append_summary(args.reports, "\n".join(lines) + "\n")
+    bad = [o.image_id for o in outcomes if o.state in ("refused", "failed")]
+    if bad:
+        raise RunFailed(f"{len(bad)} of {len(outcomes)} image(s) were not published: {', '.join(bad)}",
+                        tip="each one's reason is in the table above; nothing of theirs is recorded as published")  # fmt: skip
+    return 0
+
+
+def _append_summary(reports_dir: Path, markdown: str) -> None:
+    """Add to reports/summary.md and, in GitHub Actions, to the job summary."""
+    path = reports_dir / "summary.md"
+    previous = path.read_text() if path.is_file() else ""
+    reports.write_atomic(path, previous + markdown)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+
+
 def _require_smoke(matrix: Matrix) -> None:
     if not (matrix.smoke_dir / "conftest.py").is_file():
         raise ConfigurationError(
@@ -208,11 +254,8 @@ def _report(outcomes: list[SmokeOutcome], reports_dir: Path, build_report: Path 
     rows = [
         (o.image_id, built.get(o.image_id, "–"), reports.summarise(o.report) if o.state != "not built" else None, o.state) for o in outcomes
     ]
-    markdown = reports.summary_markdown(rows)
-    reports.write_atomic(reports_dir / "summary.md", markdown)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
-            fh.write(markdown)
+    (reports_dir / "summary.md").unlink(missing_ok=True)  # a test run starts the summary afresh
+    _append_summary(reports_dir, reports.summary_markdown(rows))
     console.table(
         "test summary",
         ["image", "result", "passed", "failed", "skipped", "time"],
@@ -243,7 +286,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.ok is False for c in checks) else 0
 
 
-COMMANDS = {"matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke, "doctor": cmd_doctor}
+COMMANDS = {
+    "matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke,
+    "publish": cmd_publish, "doctor": cmd_doctor,
+}  # fmt: skip
 
 
 def main_inner(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 
-from .errors import EngineError
+from .errors import EngineError, RegistryError
 from .facts import version_tuple
 
 ENGINE_TIP = "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) or point DOCKER_HOST at one"
@@ -248,6 +248,23 @@ class Engine:
     def tag(self, source: str, target: str) -> None:
         repository, tag = target.rsplit(":", 1)
         self.client.api.tag(source, repository, tag)
+
+    def push(self, repository: str, tag: str, auth: dict[str, str] | None) -> str:
+        """Push ``repository:tag``; the digest the registry stored. docker-py's push does not raise
+        when the reply stream carries an error (docker/docker-py#3161, #3277): read it and raise."""
+        digest = None
+        try:
+            for chunk in self.client.api.push(repository, tag, stream=True, decode=True, auth_config=auth):
+                error = chunk.get("error") or (chunk.get("errorDetail") or {}).get("message")
+                if error:
+                    denied = any(word in error.lower() for word in ("unauthorized", "denied", "authentication required"))
+                    raise RegistryError(f"push of {repository}:{tag} failed: {error}", transient=not denied)
+                digest = (chunk.get("aux") or {}).get("Digest") or digest
+        except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
+            raise RegistryError(f"push of {repository}:{tag} failed: {exc}", transient=True) from None
+        if digest is None:
+            raise RegistryError(f"push of {repository}:{tag} reported no digest", transient=True)
+        return digest
 
     def remove_image(self, ref: str) -> None:
         try:

@@ -38,6 +38,15 @@ class EngineError(ImagekitError):
     return_code = 2
 
 
+class RegistryError(ImagekitError):
+    """A registry refused or failed a request or a push. ``transient`` ones are worth retrying
+    (5xx, connection refused or reset); others (denied, not found) are not."""
+
+    def __init__(self, message: str, *, transient: bool, tip: str | None = None) -> None:
+        super().__init__(message, tip=tip)
+        self.transient = transient
+
+
 class RunFailed(ImagekitError):
     """Some images failed to build or test; the others were still processed."""
 

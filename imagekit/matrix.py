@@ -32,6 +32,8 @@ PYTORCH_INDEX = "https://download.pytorch.org/whl/{channel}"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # A docker repository: lowercase path components, optional registry host[:port] in front.
 _REPOSITORY = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
+# host[:port] (with a dot, a port, or localhost), then optional lowercase path components
+_REGISTRY = re.compile(r"^(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]+|localhost)(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
 _CUDA = re.compile(r"^\d+\.\d+\.\d+$")
 _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
@@ -73,6 +75,7 @@ class VariantSection(_Model):
 
 class MatrixSection(_Model):
     repository: StrictStr = "imagekit/pytorch"
+    registry: StrictStr | None = None
     source: StrictStr | None = None
     torch: TorchSection
     python: StrictStr
@@ -122,6 +125,7 @@ class Matrix:
     smoke_dir: Path
     source: str | None
     files: tuple[Path, ...]
+    registry: str | None = None
 
     def select(self, patterns: list[str] | None) -> list[ImageSpec]:
         """Images whose id matches any glob in ``patterns`` (all when none given)."""
@@ -189,6 +193,8 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
 
     if not _REPOSITORY.match(m.repository):
         bad(("repository",), f"'{m.repository}' is not a valid image repository (lowercase, e.g. registry.example/ml/pytorch)")
+    if m.registry is not None and not _REGISTRY.match(m.registry):
+        bad(("registry",), f"'{m.registry}' is not a registry reference like registry.example.internal/ml or 127.0.0.1:5000/ml")
     if len(set(m.flavors)) != len(m.flavors):
         bad(("flavors",), "lists a flavor twice")
     for i, pkg in enumerate(m.packages):
@@ -322,6 +328,7 @@ def build(src: MatrixSource) -> Matrix:
         smoke_dir=_resolve_path(src, "smoke", m.smoke),
         source=m.source,
         files=src.files,
+        registry=m.registry,
     )
 
 

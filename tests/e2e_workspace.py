@@ -6,9 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from imagekit.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"
@@ -47,3 +50,38 @@ class Workspace:
         return subprocess.run(
             [sys.executable, "-m", "imagekit", *args], capture_output=True, text=True, cwd=ROOT, env=self.env, timeout=timeout
         )
+
+
+def run_suite(
+    engine: Engine,
+    ws: Workspace,
+    tmp_path: Path,
+    *pytest_args: str,
+    env: dict[str, str] | None = None,
+    volumes: dict[str, dict[str, str]] | None = None,
+    image: str | None = None,
+) -> tuple[int | None, ET.Element | None]:
+    """Smoke test files (paths inside the container) run in the built image under changed
+    conditions; returns (exit code, report root)."""
+    out = tmp_path / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    content_tag = image or f"{ws.repo}:{IMAGE_ID}"
+    result = engine.run_container(
+        content_tag,
+        ["sh", "-c", 'umask 0; exec python -m pytest -p no:cacheprovider --junitxml=/imagekit/out/j.xml "$@"', "s", *pytest_args],
+        volumes={str(ROOT / "smoke"): {"bind": "/imagekit/smoke", "mode": "ro"}, str(out): {"bind": "/imagekit/out", "mode": "rw"},
+                 **(volumes or {})},
+        environment=env or {}, gpus=None, timeout=600,
+    )  # fmt: skip
+    report = out / "j.xml"
+    return result.exit_code, ET.parse(report).getroot() if report.is_file() else None
+
+
+def failures(root: ET.Element) -> dict[str, str]:
+    found = {}
+    for case in root.iter("testcase"):
+        for tag in ("failure", "error"):
+            if case.find(tag) is not None:
+                found[case.get("name")] = case.find(tag).get("message")
+    return found

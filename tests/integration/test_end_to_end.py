@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from e2e_workspace import IMAGE_ID, ROOT, Workspace
+from e2e_workspace import IMAGE_ID, ROOT, Workspace, failures, run_suite
 from helpers import xmllint_schema
 
 from imagekit.engine import CONTAINER_LABEL, Engine
@@ -226,40 +226,6 @@ def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
     assert code == 130, stderr
     left = subprocess.run(["pgrep", "-f", f"build.*{ws.out / IMAGE_ID}"], capture_output=True, text=True)
     assert left.stdout == "", "a docker build process outlived imagekit"
-
-
-def run_suite(
-    engine: Engine,
-    ws: Workspace,
-    tmp_path: Path,
-    *pytest_args: str,
-    env: dict[str, str] | None = None,
-    volumes: dict[str, dict[str, str]] | None = None,
-) -> tuple[int | None, ET.Element | None]:
-    """Smoke test files (paths inside the container) run in the built image under changed
-    conditions; returns (exit code, report root)."""
-    out = tmp_path / "out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
-    content_tag = f"{ws.repo}:{IMAGE_ID}"
-    result = engine.run_container(
-        content_tag,
-        ["sh", "-c", 'umask 0; exec python -m pytest -p no:cacheprovider --junitxml=/imagekit/out/j.xml "$@"', "s", *pytest_args],
-        volumes={str(ROOT / "smoke"): {"bind": "/imagekit/smoke", "mode": "ro"}, str(out): {"bind": "/imagekit/out", "mode": "rw"},
-                 **(volumes or {})},
-        environment=env or {}, gpus=None, timeout=600,
-    )  # fmt: skip
-    report = out / "j.xml"
-    return result.exit_code, ET.parse(report).getroot() if report.is_file() else None
-
-
-def failures(root: ET.Element) -> dict[str, str]:
-    found = {}
-    for case in root.iter("testcase"):
-        for tag in ("failure", "error"):
-            if case.find(tag) is not None:
-                found[case.get("name")] = case.find(tag).get("message")
-    return found
 
 
 def test_an_image_that_breaks_its_promises_fails_loudly(built, ws, engine, tmp_path):

@@ -1,0 +1,165 @@
+"""Tested images → the registry, immutable tag first, digest read back.
+
+Rules (README "Publishing"): only an image whose smoke report passed for the same content id is
+pushed; an immutable tag already in the registry with other content is never overwritten; the
+moving tag moves only after the immutable one is in and read back; transient registry errors are
+retried with backoff; an image counts as published only when every step succeeded.
+"""
+
+from __future__ import annotations
+
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from . import console
+from .build import resolve_identity
+from .engine import Engine
+from .errors import ImagekitError, RegistryError
+from .identity import Identity
+from .registry import Manifest, Registry, auth_config, split_reference
+from .render import Rendered
+from .reports import CONTENT_ID_PROPERTY
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Retry:
+    attempts: int = 4
+    backoff_s: float = 2.0  # doubled after each failed attempt
+
+    def run(self, what: str, action: Callable[[], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return action()
+            except RegistryError as exc:
+                if not exc.transient or attempt == self.attempts:
+                    raise RegistryError(
+                        f"{exc.message} (attempt {attempt} of {self.attempts})", transient=exc.transient, tip=exc.tip
+                    ) from None
+                delay = self.backoff_s * 2 ** (attempt - 1)
+                console.warn(f"{what}: {exc.message}; retrying in {delay:.0f}s")
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class PublishOutcome:
+    image_id: str
+    state: str  # published | unchanged (already in the registry) | would publish (dry run) | refused | failed
+    message: str = ""
+    tags: list[str] = field(default_factory=list)
+    digest: str = ""
+    size: int = 0
+    report: str = ""
+
+    def record(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if k not in ("state", "message")}
+
+
+def gate(ident: Identity, report: Path) -> str | None:
+    """Why this image may not be published, or None when its smoke report passed for this content."""
+    if not report.is_file():
+        return f"no smoke report at {report}: run `imagekit test` first"
+    root = ET.parse(report).getroot()  # noqa: S314 - a report imagekit wrote
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    tested = props.get(CONTENT_ID_PROPERTY)
+    if tested != ident.content_id:
+        return f"its smoke report is for content {str(tested)[:12]}, not {ident.content_id[:12]} (the image changed since it was tested): run `imagekit test`"
+    cases = list(root.iter("testcase"))
+    bad = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    if bad:
+        return f"its smoke report has {len(bad)} failed test(s): {', '.join(sorted(set(bad))[:5])}"
+    if not cases:
+        return "its smoke report holds no tests"
+    return None
+
+
+@dataclass
+class Publisher:
+    engine: Engine
+    registry_ref: str  # host[:port]/path
+    reports_dir: Path
+    dry_run: bool = False
+    retry: Retry = field(default_factory=Retry)
+
+    def __post_init__(self) -> None:
+        self.host, _ = split_reference(self.registry_ref)
+        self.registry = Registry(self.host)
+        self.auth = auth_config(self.host)
+
+    def one(self, rendered: Rendered) -> PublishOutcome:
+        image = rendered.image
+        out = PublishOutcome(image.id, "refused")
+        ident = resolve_identity(self.engine, rendered, pull=False)
+        if ident is None or (attrs := self.engine.inspect_image(ident.content_tag)) is None:
+            out.message = "not built from the current matrix and templates: run `imagekit build` and `imagekit test`"
+            return out
+        report = self.reports_dir / "junit" / f"{image.id}.xml"
+        refusal = gate(ident, report)
+        if refusal:
+            out.message = refusal
+            return out
+        out.report = str(report)
+
+        _, path = split_reference(f"{self.registry_ref}/{image.repository}")
+        target = f"{self.registry_ref}/{image.repository}"
+        immutable, moving = ident.content_tag.rsplit(":", 1)[1], image.id
+        out.tags = [f"{target}:{immutable}", f"{target}:{moving}"]
+        try:
+            existing = self.retry.run(f"{image.id}: read {target}:{immutable}", lambda: self.registry.manifest(path, immutable))
+            if existing is not None and existing.config_digest != attrs["Id"]:
+                out.message = (f"{target}:{immutable} already exists with other content (config {existing.config_digest[:19]}, "
+                               f"this image {attrs['Id'][:19]}); immutable tags are never overwritten")  # fmt: skip
+                return out
+            if self.dry_run:
+                out.state = "would publish"
+                out.message = f"{'moving tag only: ' if existing else ''}push {', '.join(out.tags)}"
+                return out
+            if existing is None:
+                self._push(target, immutable, ident.content_tag)
+            manifest = self._read_back(path, immutable, attrs["Id"])
+            self._push(target, moving, ident.content_tag)
+            moved = self._read_back(path, moving, attrs["Id"])
+            if moved.digest != manifest.digest:
+                raise RegistryError(f"{target}:{moving} reads back as {moved.digest}, not {manifest.digest}", transient=False)
+        except ImagekitError as exc:
+            out.state, out.message = "failed", exc.message
+            return out
+        out.state = "unchanged" if existing is not None else "published"
+        out.digest, out.size = manifest.digest, manifest.size
+        out.message = f"{target}@{manifest.digest}"
+        return out
+
+    def _push(self, target: str, tag: str, local: str) -> None:
+        self.engine.tag(local, f"{target}:{tag}")
+        self.retry.run(f"push {target}:{tag}", lambda: self.engine.push(target, tag, self.auth))
+
+    def _read_back(self, path: str, tag: str, image_id: str) -> Manifest:
+        """What the registry holds under ``tag`` must be this image (config digest = image id)."""
+        manifest = self.retry.run(f"read back {path}:{tag}", lambda: self.registry.manifest(path, tag))
+        if manifest is None or manifest.config_digest != image_id:
+            found = manifest.config_digest if manifest else "nothing"
+            raise RegistryError(f"{self.host}/{path}:{tag} holds {found}, not the pushed image {image_id}", transient=False)
+        return manifest
+
+
+def publish_images(rendered: list[Rendered], publisher: Publisher) -> list[PublishOutcome]:
+    board = console.StatusBoard([r.image.id for r in rendered])
+    outcomes = []
+    try:
+        with board.shown():
+            # One at a time: the registry and the uplink are the bottleneck, and the order
+            # (immutable tag, read back, moving tag) must hold per image.
+            for r in rendered:
+                board.set(r.image.id, "publishing" if not publisher.dry_run else "planning")
+                outcome = publisher.one(r)
+                board.set(r.image.id, outcome.state, outcome.message, final=True)
+                outcomes.append(outcome)
+    finally:
+        publisher.registry.close()
+    return outcomes
