@@ -41,6 +41,13 @@ def test(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True, default=False)
+def publish(session: nox.Session) -> None:
+    """Push the tested images to the matrix's registry (refuses any image without a passing report)."""
+    _install(session)
+    session.run("imagekit", "publish", *session.posargs)
+
+
+@nox.session(reuse_venv=True, default=False)
 def tests(session: nox.Session) -> None:
     """The toolkit's own test suite: unit tests, and integration tests on the real Docker engine."""
     _install(session, "test")

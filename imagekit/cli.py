@@ -78,8 +78,8 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("render", parents=[common, render_out], help="write each image's Dockerfile and build context")
 
-    # build and test accept the same options, so `nox -s build test -- ARGS` can hand one set to
-    # both; each command uses the ones that concern it.
+    # build, test and publish accept the same options, so `nox -s build test publish -- ARGS` can
+    # hand one set to all three; each command uses the ones that concern it.
     run_opts = argparse.ArgumentParser(add_help=False)
     g = run_opts.add_argument_group("build")
     g.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
@@ -89,6 +89,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--timeout", type=_positive, default=1800, help="seconds per image before the run is stopped (default: 1800)")
     g.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
     g.add_argument("--cpus", type=_cpus, help="CPU limit for the test container, e.g. 4")
+    g = run_opts.add_argument_group("publish")
+    g.add_argument("--registry", help="host[:port]/path to push to (default: the matrix's `registry:`)")
+    g.add_argument("--dry-run", action="store_true", help="show exactly what would be pushed, push nothing")
+    g.add_argument("--retries", type=int, choices=range(0, 11), default=3, metavar="N",
+                   help="retries of a transient registry error, with doubling backoff from 2s (default: 3)")  # fmt: skip
 
     sub.add_parser("build", parents=[common, render_out, outputs, run_opts], help="build images with BuildKit (skips unchanged ones)")
     sub.add_parser("test", parents=[common, render_out, outputs, run_opts], help="run the smoke suite inside each built image")
@@ -97,11 +102,9 @@ def parser() -> argparse.ArgumentParser:
     sm.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
     sm.add_argument("--timeout", type=_positive, default=1800, help="seconds before the run is stopped (default: 1800)")
 
-    pub = sub.add_parser("publish", parents=[common, outputs], help="push tested images to the registry, immutable tag first")
-    pub.add_argument("--registry", help="host[:port]/path to push to (default: the matrix's `registry:`)")
-    pub.add_argument("--dry-run", action="store_true", help="show exactly what would be pushed, push nothing")
-    pub.add_argument("--retries", type=int, choices=range(0, 11), default=3, metavar="N",
-                     help="retries of a transient registry error, with doubling backoff from 2s (default: 3)")  # fmt: skip
+    sub.add_parser(
+        "publish", parents=[common, render_out, outputs, run_opts], help="push tested images to the registry, immutable tag first"
+    )
 
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p

@@ -85,10 +85,15 @@ def test_an_untested_image_is_refused(pub, ws, registry, tmp_path):
     assert registry.tags(pub.path) == []
 
 
-def test_dry_run_shows_the_plan_and_pushes_nothing(pub, registry):
-    out = pub.run("--dry-run")
-    assert out.returncode == 0, out.stderr
-    assert "would publish" in out.stdout and f"{registry.host}/ml/{pub.ws.repo}:{IMAGE_ID}" in out.stdout
+def test_nox_build_test_publish_dry_run_shows_the_plan_and_pushes_nothing(pub, registry, ws):
+    # The whole chain as a user runs it; one argument set serves all three sessions.
+    args = [*ws.args(), "--registry", f"{registry.host}/ml", "--dry-run", "--gpus", "none"]
+    out = subprocess.run([sys.executable, "-m", "nox", "-s", "build", "test", "publish", "--", *args],
+                         capture_output=True, text=True, cwd=ROOT, env=pub.env, timeout=1800)  # fmt: skip
+    pub.outputs.append(out.stdout + out.stderr)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "unchanged" in out.stdout and "would publish" in out.stdout
+    assert f"{registry.host}/ml/{ws.repo}:{IMAGE_ID}" in out.stdout
     assert registry.tags(pub.path) == []
 
 
