@@ -272,12 +272,6 @@ class Engine:
         except docker.errors.ImageNotFound:
             pass
 
-    def images_labelled(self, label: str) -> list[str]:
-        return [img.id for img in self.client.images.list(filters={"label": label})]
-
-    def containers_labelled(self, label: str) -> list[str]:
-        return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
-
     @contextmanager
     def _container(self, **kwargs: Any) -> Iterator[Any]:
         container = self.client.containers.create(**kwargs)

@@ -25,8 +25,11 @@ pytestmark = pytest.mark.docker
 SMOKE_LABEL = f"{CONTAINER_LABEL}=smoke"
 
 
-def smoke_containers(engine: Engine) -> list[str]:
-    return engine.containers_labelled(SMOKE_LABEL)
+def smoke_containers(engine: Engine, ws: Workspace) -> list[str]:
+    """Smoke containers of this workspace's images. Other test sessions (xdist workers) may run
+    their own at the same time; those are theirs to clean up and check."""
+    found = engine.client.containers.list(all=True, filters={"label": SMOKE_LABEL})
+    return [c.id for c in found if c.attrs["Config"]["Image"].startswith(f"{ws.repo}:")]
 
 
 def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, engine):
@@ -65,7 +68,7 @@ def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, eng
     summary = (ws.reports / "summary.md").read_text()
     assert f"| `{IMAGE_ID}` | built | passed |" in summary and "train.accuracy=" in summary
     assert summary in Path(ws.env["GITHUB_STEP_SUMMARY"]).read_text()
-    assert smoke_containers(engine) == []
+    assert smoke_containers(engine, ws) == []
 
 
 def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine):
@@ -156,16 +159,16 @@ def test_timeout_stops_the_run_and_removes_the_container(built, ws, engine, slow
     assert out.returncode == 1
     failure = ET.parse(ws.reports / "junit" / f"{IMAGE_ID}.xml").getroot().find(".//failure")
     assert failure is not None and "timed out after 5s" in failure.get("message")
-    assert smoke_containers(engine) == []
+    assert smoke_containers(engine, ws) == []
 
 
 def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
     assert built.returncode == 0
     args = ["test", *ws.args("--matrix", str(slow_smoke), "--gpus", "none")]
-    code, stderr = ws.interrupt(args, lambda: bool(smoke_containers(engine)), signal.SIGINT, "the smoke container")
+    code, stderr = ws.interrupt(args, lambda: bool(smoke_containers(engine, ws)), signal.SIGINT, "the smoke container")
     assert code == 130, stderr
     assert "interrupted" in stderr
-    assert smoke_containers(engine) == []
+    assert smoke_containers(engine, ws) == []
 
 
 def test_doctor_reports_this_engine_and_builder(ws):
