@@ -106,8 +106,8 @@ class Publisher:
             return out
         out.report = str(report)
 
-        _, path = split_reference(f"{self.registry_ref}/{image.repository}")
         target = f"{self.registry_ref}/{image.repository}"
+        _, path = split_reference(target)
         immutable, moving = ident.content_tag.rsplit(":", 1)[1], image.id
         out.tags = [f"{target}:{immutable}", f"{target}:{moving}"]
         try:
@@ -120,13 +120,11 @@ class Publisher:
                 out.state = "would publish"
                 out.message = f"{'moving tag only: ' if existing else ''}push {', '.join(out.tags)}"
                 return out
-            if existing is None:
-                self._push(target, immutable, ident.content_tag)
-            manifest = self._read_back(path, immutable, attrs["Id"])
-            self._push(target, moving, ident.content_tag)
-            moved = self._read_back(path, moving, attrs["Id"])
+            pushed = self._push(target, immutable, ident.content_tag) if existing is None else existing.digest
+            manifest = self._read_back(path, immutable, attrs["Id"], pushed)
+            moved = self._read_back(path, moving, attrs["Id"], self._push(target, moving, ident.content_tag))
             if moved.digest != manifest.digest:
-                raise RegistryError(f"{target}:{moving} reads back as {moved.digest}, not {manifest.digest}", transient=False)
+                raise RegistryError(f"{target}:{moving} and {target}:{immutable} name different manifests", transient=False)
         except ImagekitError as exc:
             out.state, out.message = "failed", exc.message
             return out
@@ -135,16 +133,18 @@ class Publisher:
         out.message = f"{target}@{manifest.digest}"
         return out
 
-    def _push(self, target: str, tag: str, local: str) -> None:
+    def _push(self, target: str, tag: str, local: str) -> str:
+        """Push ``local`` as ``target:tag``; the manifest digest the push reported."""
         self.engine.tag(local, f"{target}:{tag}")
-        self.retry.run(f"push {target}:{tag}", lambda: self.engine.push(target, tag, self.auth))
+        return self.retry.run(f"push {target}:{tag}", lambda: self.engine.push(target, tag, self.auth))
 
-    def _read_back(self, path: str, tag: str, image_id: str) -> Manifest:
-        """What the registry holds under ``tag`` must be this image (config digest = image id)."""
+    def _read_back(self, path: str, tag: str, image_id: str, pushed: str) -> Manifest:
+        """What the registry serves under ``tag`` must be what was pushed: the manifest digest the
+        push reported, and this image's content (config digest = local image id)."""
         manifest = self.retry.run(f"read back {path}:{tag}", lambda: self.registry.manifest(path, tag))
-        if manifest is None or manifest.config_digest != image_id:
-            found = manifest.config_digest if manifest else "nothing"
-            raise RegistryError(f"{self.host}/{path}:{tag} holds {found}, not the pushed image {image_id}", transient=False)
+        if manifest is None or manifest.digest != pushed or manifest.config_digest != image_id:
+            found = f"{manifest.digest} (config {manifest.config_digest})" if manifest else "nothing"
+            raise RegistryError(f"{self.host}/{path}:{tag} serves {found}, not the pushed {pushed} (config {image_id})", transient=False)
         return manifest
 
 

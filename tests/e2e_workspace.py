@@ -30,6 +30,11 @@ class Workspace:
     def args(self, *extra: str) -> list[str]:
         return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
 
+    def nox(self, *sessions: str) -> list[str]:
+        """`nox -s SESSIONS` with this workspace's own virtualenvs: test sessions on other xdist
+        workers run nox at the same time, and two nox runs must not build one .nox folder."""
+        return [sys.executable, "-m", "nox", "--envdir", str(self.out.parent / "nox"), "-s", *sessions]
+
     def interrupt(self, args: list[str], ready: Callable[[], bool], signum: int, what: str) -> tuple[int, str]:
         """Start imagekit, wait (up to 2 min) until ``ready()``, send ``signum``; its exit code and stderr."""
         proc = subprocess.Popen([sys.executable, "-m", "imagekit", *args], cwd=ROOT, env=self.env,

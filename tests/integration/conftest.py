@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -52,7 +51,7 @@ def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
 def built(ws: Workspace) -> subprocess.CompletedProcess[str]:
     """The main job, exactly as a user runs it: `nox -s build test -- ARGS`."""
     return subprocess.run(
-        [sys.executable, "-m", "nox", "-s", "build", "test", "--", *ws.args()],
+        [*ws.nox("build", "test"), "--", *ws.args()],
         capture_output=True,
         text=True,
         cwd=ROOT,

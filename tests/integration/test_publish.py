@@ -88,7 +88,7 @@ def test_an_untested_image_is_refused(pub, ws, registry, tmp_path):
 def test_nox_build_test_publish_dry_run_shows_the_plan_and_pushes_nothing(pub, registry, ws):
     # The whole chain as a user runs it; one argument set serves all three sessions.
     args = [*ws.args(), "--registry", f"{registry.host}/ml", "--dry-run", "--gpus", "none"]
-    out = subprocess.run([sys.executable, "-m", "nox", "-s", "build", "test", "publish", "--", *args],
+    out = subprocess.run([*ws.nox("build", "test", "publish"), "--", *args],
                          capture_output=True, text=True, cwd=ROOT, env=pub.env, timeout=1800)  # fmt: skip
     pub.outputs.append(out.stdout + out.stderr)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
