@@ -19,7 +19,7 @@ from .errors import ConfigurationError, ImagekitError, RunFailed
 from .matrix import Matrix, load_matrix
 from .provenance import collect
 from .publish import Publisher, Retry, publish_images
-from .render import Renderer, expectations, variant_drivers
+from .render import Rendered, Renderer, expectations, variant_drivers
 from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
 
 DEFAULT_MATRIX = Path("matrix.yaml")
@@ -80,13 +80,15 @@ def parser() -> argparse.ArgumentParser:
 
     # build, test and publish accept the same options, so `nox -s build test publish -- ARGS` can
     # hand one set to all three; each command uses the ones that concern it.
-    run_opts = argparse.ArgumentParser(add_help=False)
+    # What the smoke suite run takes, in an image (test) and on a host (smoke).
+    suite_opts = argparse.ArgumentParser(add_help=False)
+    suite_opts.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
+    suite_opts.add_argument("--timeout", type=_positive, default=1800, help="seconds per suite run before it is stopped (default: 1800)")
+    run_opts = argparse.ArgumentParser(add_help=False, parents=[suite_opts])
     g = run_opts.add_argument_group("build")
     g.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
     g = run_opts.add_argument_group("test")
     g.add_argument("--gpus", type=_gpus, default="auto", help="all, none, auto (default: GPUs if the host has them) or device=0,1")
-    g.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
-    g.add_argument("--timeout", type=_positive, default=1800, help="seconds per image before the run is stopped (default: 1800)")
     g.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
     g.add_argument("--cpus", type=_cpus, help="CPU limit for the test container, e.g. 4")
     g = run_opts.add_argument_group("publish")
@@ -98,9 +100,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=[common, render_out, outputs, run_opts], help="build images with BuildKit (skips unchanged ones)")
     sub.add_parser("test", parents=[common, render_out, outputs, run_opts], help="run the smoke suite inside each built image")
 
-    sm = sub.add_parser("smoke", parents=[common, outputs], help="run the smoke suite on this host, without an image")
-    sm.add_argument("--require-gpu", action="store_true", help="fail, rather than skip, GPU checks when no GPU is visible")
-    sm.add_argument("--timeout", type=_positive, default=1800, help="seconds before the run is stopped (default: 1800)")
+    sub.add_parser("smoke", parents=[common, outputs, suite_opts], help="run the smoke suite on this host, without an image")
 
     sub.add_parser(
         "publish", parents=[common, render_out, outputs, run_opts], help="push tested images to the registry, immutable tag first"
@@ -112,6 +112,19 @@ def parser() -> argparse.ArgumentParser:
 
 def _matrix(args: argparse.Namespace) -> Matrix:
     return load_matrix(args.matrix or [DEFAULT_MATRIX])
+
+
+def _selected(args: argparse.Namespace) -> tuple[Matrix, list[Rendered]]:
+    """The matrix and the rendered images `--only` selects."""
+    matrix = _matrix(args)
+    renderer = Renderer(matrix)
+    return matrix, [renderer.render(i) for i in matrix.select(args.only)]
+
+
+def _engine() -> Engine:
+    engine = Engine()
+    engine.version()  # an unreachable engine is one clear error before any work, not a failure per image
+    return engine
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -141,12 +154,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    matrix = _matrix(args)
-    renderer = Renderer(matrix)
-    rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    matrix, rendered = _selected(args)
     builder = find_builder()
-    engine = Engine()
-    engine.version()  # unreachable engine: one clear error before any work
+    engine = _engine()
     console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
     outcomes = build_images(
         rendered,
@@ -169,12 +179,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    matrix = _matrix(args)
-    renderer = Renderer(matrix)
-    rendered = [renderer.render(i) for i in matrix.select(args.only)]
+    matrix, rendered = _selected(args)
     _require_smoke(matrix)
-    engine = Engine()
-    engine.version()  # unreachable engine: one clear error, not a failure per image
+    engine = _engine()
     options = SmokeOptions(
         gpus=resolve_gpus(args.gpus, engine),
         require_gpu=args.require_gpu,
@@ -206,16 +213,13 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    matrix = _matrix(args)
+    matrix, rendered = _selected(args)
     registry = args.registry or matrix.registry
     if not registry:
         raise ConfigurationError(
             "no registry to publish to", tip="set `registry: host[:port]/path` in the matrix or an overlay, or pass --registry"
         )
-    renderer = Renderer(matrix)
-    rendered = [renderer.render(i) for i in matrix.select(args.only)]
-    engine = Engine()
-    engine.version()
+    engine = _engine()
     publisher = Publisher(engine, registry, args.reports, dry_run=args.dry_run, retry=Retry(attempts=args.retries + 1))
     console.info(f"{'plan: ' if args.dry_run else ''}publishing {len(rendered)} image(s) to {registry}")
     outcomes = publish_images(rendered, publisher)
