@@ -1,10 +1,12 @@
 """Rendered images → BuildKit builds, in bounded parallel, one log per image, skipped when the
-content tag already exists. One image failing never stops or hides the others."""
+content tag already exists; an extension starts once its parent is built. One image failing never
+stops or hides the others (its extensions are reported as blocked)."""
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,14 +17,14 @@ from .identity import Identity, identify
 from .matrix import ImageSpec
 from .pip_secrets import pip_secrets
 from .provenance import Provenance
-from .render import Rendered
+from .render import PARENT_ARG, Rendered
 from .reports import BUILD_SUITE, Case, Suite, log_tail, write_suites
 
 
 @dataclass(frozen=True)
 class BuildOutcome:
     image: ImageSpec
-    state: str  # built | unchanged | failed
+    state: str  # built | unchanged | failed | blocked (its parent failed)
     seconds: float
     content_tag: str | None = None
     log: Path | None = None
@@ -32,16 +34,22 @@ class BuildOutcome:
         case = Case(name=self.image.id, classname=BUILD_SUITE, time=self.seconds)
         if self.state == "unchanged":
             case.outcome, case.message = "skipped", f"unchanged: {self.content_tag} already exists"
-        elif self.state == "failed":
+        elif self.state in ("failed", "blocked"):
             case.outcome, case.message = "failed", self.message
             case.text = log_tail(self.log) if self.log else self.message
         return case
 
 
 def resolve_identity(engine: Engine, rendered: Rendered, *, pull: bool) -> Identity | None:
-    """Bind a rendered image to its content id on this engine; None when its base is absent."""
-    base_ref = engine.resolve(rendered.image.base_image, pull=pull)
-    return identify(rendered, base_ref) if base_ref else None
+    """Bind a rendered image to its content id on this engine; None when its base is absent. An
+    extension's base is its parent's exact content, the image id behind the parent's content tag:
+    None until the parent is built."""
+    if rendered.parent is None:
+        base_ref = engine.resolve(rendered.image.base_image, pull=pull)
+        return identify(rendered, base_ref) if base_ref else None
+    parent = resolve_identity(engine, rendered.parent, pull=pull)
+    attrs = engine.inspect_image(parent.content_tag) if parent else None
+    return identify(rendered, attrs["Id"], parent) if attrs else None
 
 
 @dataclass
@@ -64,7 +72,8 @@ class BuildRun:
         try:
             board.set(image.id, "resolving base", image.base_image)
             ident = resolve_identity(self.engine, rendered, pull=True)
-            assert ident is not None  # pull=True raises instead of returning None
+            if ident is None:  # pull=True raises for a base image: this is an extension's parent
+                return outcome("blocked", message=f"its parent {image.parent} is not built")
             if self.engine.inspect_image(ident.content_tag) is not None:
                 # The moving tag follows the content tag, even if something else was tagged meanwhile.
                 self.engine.tag(ident.content_tag, image.tag)
@@ -72,7 +81,8 @@ class BuildRun:
             context = rendered.write(self.render_dir)
             log_path = self.logs_dir / f"build-{image.id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            argv, env = self.builder.command(context, ident.tags, ident.labels(self.provenance), secrets)
+            build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)} if ident.parent else {}
+            argv, env = self.builder.command(context, ident.tags, ident.labels(self.provenance), secrets, build_args)
             board.set(image.id, "building")
             # Line-buffered, so `tail -f` on the log follows the build as it happens.
             with log_path.open("w", encoding="utf-8", buffering=1) as log:
@@ -82,11 +92,18 @@ class BuildRun:
                 return outcome("failed", content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}")
             if self.engine.inspect_image(ident.content_tag) is None:
                 return outcome("failed", log=log_path, message=f"build succeeded but {ident.content_tag} is not on the engine")
+            if ident.parent and not _built_on(self.engine.layers(ident.content_tag), self.engine.layers(ident.parent.content_tag)):
+                # The parent's tag moved during the build, or the snippet changed FROM: not the tested parent.
+                return outcome("failed", log=log_path, message=f"{ident.content_tag} does not start with its parent's layers")
             return outcome("built", content_tag=ident.content_tag, log=log_path, message=ident.content_tag)
         except ImagekitError as exc:
             return outcome("failed", message=exc.message)
         except Exception as exc:  # noqa: BLE001 - one image's surprise must not stop the others
             return outcome("failed", message=f"{type(exc).__name__}: {exc}")
+
+
+def _built_on(layers: list[str], parent_layers: list[str]) -> bool:
+    return bool(parent_layers) and layers[: len(parent_layers)] == parent_layers
 
 
 def build_images(
@@ -103,14 +120,39 @@ def build_images(
     board = console.StatusBoard([r.image.id for r in rendered])
     with pip_secrets({r.image.index_url for r in rendered}) as secrets, board.shown():
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(run.one, r, secrets[r.image.index_url], board) for r in rendered]
+            done: dict[str, BuildOutcome] = {}
+            running: dict[Future[BuildOutcome], Rendered] = {}
             try:
-                outcomes = [f.result() for f in futures]
+                for ready in _schedule(rendered, done):
+                    for r in ready:
+                        parent = done.get(str(r.image.parent))
+                        if parent is not None and parent.state in ("failed", "blocked"):
+                            message = f"not built: its parent {parent.image.id} {parent.state}"
+                            board.set(r.image.id, "blocked", message, final=True)
+                            done[r.image.id] = BuildOutcome(image=r.image, state="blocked", seconds=0.0, message=message)
+                        else:
+                            running[pool.submit(run.one, r, secrets[r.image.index_url], board)] = r
+                    if running:
+                        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            done[running.pop(f).image.id] = f.result()
             except KeyboardInterrupt:
-                # Leaving the pool waits for running builds: stop them first, and queued ones.
-                for f in futures:
+                # Leaving the pool waits for running builds: stop them first.
+                for f in running:
                     f.cancel()
                 run.procs.stop_all()
                 raise
+    outcomes = [done[r.image.id] for r in rendered]
     write_suites(reports_dir / "junit" / "build.xml", [Suite(BUILD_SUITE, [o.case() for o in outcomes])])
     return outcomes
+
+
+def _schedule(rendered: list[Rendered], done: dict[str, object]) -> Iterator[list[Rendered]]:
+    """Batches of images whose parent is done (or is not part of this run), until none is left.
+    The caller records each finished image in ``done`` between batches."""
+    ids = {r.image.id for r in rendered}
+    waiting = list(rendered)
+    while waiting:
+        ready = [r for r in waiting if r.image.parent not in ids or r.image.parent in done]
+        waiting = [r for r in waiting if r.image.parent in ids and r.image.parent not in done]
+        yield ready

@@ -114,11 +114,12 @@ def _matrix(args: argparse.Namespace) -> Matrix:
     return load_matrix(args.matrix or [DEFAULT_MATRIX])
 
 
-def _selected(args: argparse.Namespace) -> tuple[Matrix, list[Rendered]]:
-    """The matrix and the rendered images `--only` selects."""
+def _selected(args: argparse.Namespace, *, with_parents: bool = False) -> tuple[Matrix, list[Rendered]]:
+    """The matrix and the rendered images `--only` selects (with the parents of selected
+    extensions, when ``with_parents``)."""
     matrix = _matrix(args)
     renderer = Renderer(matrix)
-    return matrix, [renderer.render(i) for i in matrix.select(args.only)]
+    return matrix, [renderer.render(i) for i in matrix.select(args.only, with_parents=with_parents)]
 
 
 def _engine() -> Engine:
@@ -138,7 +139,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     else:
         console.table(
             None,
-            ["image", "base image", "cuda", "wheel", "driver >=", "tag"],
+            ["image", "base image (extensions: parent)", "cuda", "wheel", "driver >=", "tag"],
             [[i.id, i.base_image, i.cuda, i.wheel, i.driver_min, i.tag] for i in images],
         )
     return 0
@@ -154,7 +155,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    matrix, rendered = _selected(args)
+    # An extension is built on its parent's current content, so the parent is built (or found
+    # unchanged) first even when --only names the extension alone.
+    matrix, rendered = _selected(args, with_parents=True)
     builder = find_builder()
     engine = _engine()
     console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
@@ -170,7 +173,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     console.table(
         "build summary", ["image", "result", "time", "detail"], [[o.image.id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes]
     )
-    failed = [o.image.id for o in outcomes if o.state == "failed"]
+    failed = [o.image.id for o in outcomes if o.state in ("failed", "blocked")]
     if failed:
         raise RunFailed(
             f"{len(failed)} of {len(outcomes)} image(s) failed to build: {', '.join(failed)}", tip=f"logs are in {args.reports / 'logs'}"
@@ -191,7 +194,14 @@ def cmd_test(args: argparse.Namespace) -> int:
         environment={"IMAGEKIT_VARIANT_DRIVERS": variant_drivers(matrix.images)},
     )
     console.info(f"testing {len(rendered)} image(s), GPUs: {options.gpus}")
-    outcomes = smoke_images(rendered, engine=engine, options=options, smoke_dir=matrix.smoke_dir, reports_dir=args.reports)
+    outcomes = smoke_images(
+        rendered,
+        engine=engine,
+        options=options,
+        smoke_dir=matrix.smoke_dir,
+        reports_dir=args.reports,
+        extension_tests=matrix.extension_tests,
+    )
     return _report(outcomes, args.reports, args.reports / "junit" / "build.xml")
 
 

@@ -50,11 +50,20 @@ class Builder:
             return f"docker buildx build --load ({self.docker}, CLI {self.client_version})"
         return f"DOCKER_BUILDKIT=1 docker build ({self.docker}, CLI {self.client_version})"
 
-    def command(self, context: Path, tags: list[str], labels: dict[str, str], secrets: dict[str, Path]) -> tuple[list[str], dict[str, str]]:
+    def command(
+        self,
+        context: Path,
+        tags: list[str],
+        labels: dict[str, str],
+        secrets: dict[str, Path],
+        build_args: dict[str, str] | None = None,
+    ) -> tuple[list[str], dict[str, str]]:
         argv = [self.docker, "buildx", "build", "--load"] if self.kind == "buildx" else [self.docker, "build"]
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
         for tag in tags:
             argv += ["--tag", tag]
+        for key, value in sorted((build_args or {}).items()):
+            argv += ["--build-arg", f"{key}={value}"]
         for key, value in sorted(labels.items()):
             argv += ["--label", f"{key}={value}"]
         for sid, src in sorted(secrets.items()):
@@ -244,6 +253,17 @@ class Engine:
             if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
                 return digest
         return attrs["Id"]
+
+    def pinned(self, ref: str) -> str:
+        """``ref`` by digest (name@sha256:…) when the image has a registry digest, else ``ref``.
+        A local build has no registry digest until it is pushed or pulled."""
+        attrs = self.inspect_image(ref)
+        digests = sorted((attrs or {}).get("RepoDigests") or [])
+        return digests[0] if digests else ref
+
+    def layers(self, ref: str) -> list[str]:
+        attrs = self.inspect_image(ref)
+        return list((attrs or {}).get("RootFS", {}).get("Layers") or [])
 
     def tag(self, source: str, target: str) -> None:
         repository, tag = target.rsplit(":", 1)

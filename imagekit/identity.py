@@ -31,8 +31,9 @@ class Identity:
     """A rendered image bound to its content id on this engine."""
 
     rendered: Rendered
-    base_ref: str
+    base_ref: str  # for an extension: its parent's image id
     content_id: str
+    parent: Identity | None = None
 
     @property
     def content_tag(self) -> str:
@@ -49,6 +50,8 @@ class Identity:
             "io.imagekit.content-id": self.content_id,
             "io.imagekit.base": self.base_ref,
         }
+        if self.parent is not None:
+            labels["io.imagekit.parent-content-id"] = self.parent.content_id
         if provenance.revision:
             labels["org.opencontainers.image.revision"] = provenance.revision
         if provenance.source:
@@ -56,5 +59,5 @@ class Identity:
         return labels
 
 
-def identify(rendered: Rendered, base_ref: str) -> Identity:
-    return Identity(rendered=rendered, base_ref=base_ref, content_id=content_id(rendered, base_ref))
+def identify(rendered: Rendered, base_ref: str, parent: Identity | None = None) -> Identity:
+    return Identity(rendered=rendered, base_ref=base_ref, content_id=content_id(rendered, base_ref), parent=parent)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
@@ -37,6 +37,9 @@ _REGISTRY = re.compile(r"^(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
 _CUDA = re.compile(r"^\d+\.\d+\.\d+$")
 _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
+# A Debian package, optionally pinned: name or name=version.
+_APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Model(BaseModel):
@@ -73,6 +76,16 @@ class VariantSection(_Model):
         return value
 
 
+class ExtensionSection(_Model):
+    parent: StrictStr  # a flavor, or a glob over the base images' ids
+    repository: StrictStr | None = None
+    packages: list[StrictStr] = []
+    apt: list[StrictStr] = []
+    env: dict[str, StrictStr] = {}
+    template: StrictStr | None = None  # a Dockerfile snippet (Jinja2), relative to the matrix file
+    tests: StrictStr | None = None  # a folder of pytest files run beside the smoke suite
+
+
 class MatrixSection(_Model):
     repository: StrictStr = "imagekit/pytorch"
     registry: StrictStr | None = None
@@ -87,6 +100,20 @@ class MatrixSection(_Model):
     templates: StrictStr = "templates"
     smoke: StrictStr = "smoke"
     user: UserSection = UserSection()
+    extensions: dict[str, ExtensionSection] = {}
+
+
+@dataclass(frozen=True)
+class ExtensionSpec:
+    """What an extension adds to its parent. The snippet is held as text, not as a path, so the
+    content id depends on what it says, not on where the checkout lives."""
+
+    name: str
+    packages: tuple[str, ...]
+    apt: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    snippet: str | None
+    snippet_name: str | None
 
 
 @dataclass(frozen=True)
@@ -109,13 +136,19 @@ class ImageSpec:
     packages: tuple[str, ...]
     user: str
     uid: int
+    # Extensions only: the parent image's id (base_image is then the parent's tag) and what they add.
+    parent: str | None = None
+    extension: ExtensionSpec | None = None
 
     @property
     def tag(self) -> str:
         return f"{self.repository}:{self.id}"
 
     def entry(self) -> dict[str, Any]:
-        return asdict(self)
+        entry = asdict(self)
+        if self.extension is None:  # base images keep the entry (and content id) they had before extensions
+            del entry["parent"], entry["extension"]
+        return entry
 
 
 @dataclass(frozen=True)
@@ -126,19 +159,28 @@ class Matrix:
     source: str | None
     files: tuple[Path, ...]
     registry: str | None = None
+    # Extension image id → its own tests folder (host paths stay out of ImageSpec and the content id).
+    extension_tests: dict[str, Path] = field(default_factory=dict)
 
-    def select(self, patterns: list[str] | None) -> list[ImageSpec]:
-        """Images whose id matches any glob in ``patterns`` (all when none given)."""
+    def image(self, image_id: str) -> ImageSpec:
+        return next(i for i in self.images if i.id == image_id)
+
+    def select(self, patterns: list[str] | None, *, with_parents: bool = False) -> list[ImageSpec]:
+        """Images whose id matches any glob in ``patterns`` (all when none given), in matrix order,
+        which puts parents before their extensions. ``with_parents`` adds the parents of chosen
+        extensions: a build needs them."""
         if not patterns:
             return list(self.images)
-        chosen = [img for img in self.images if any(fnmatch.fnmatchcase(img.id, p) for p in patterns)]
+        chosen = {img.id for img in self.images if any(fnmatch.fnmatchcase(img.id, p) for p in patterns)}
         if not chosen:
             ids = ", ".join(img.id for img in self.images)
             raise ConfigurationError(
                 f"--only {' '.join(repr(p) for p in patterns)} matches no image",
                 tip=f"image ids are: {ids}",
             )
-        return chosen
+        if with_parents:
+            chosen |= {img.parent for img in self.images if img.id in chosen and img.parent}
+        return [img for img in self.images if img.id in chosen]
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -272,16 +314,90 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
     return problems
 
 
+def _base_ids(m: MatrixSection) -> list[tuple[str, str]]:
+    """(image id, flavor) of every base image, in matrix order."""
+    return [(f"{m.torch.version}-{name}-py{m.python}-{flavor}", flavor) for name in m.variants for flavor in m.flavors]
+
+
+def _parents(m: MatrixSection, pattern: str) -> list[str]:
+    """Base image ids an extension's `parent` names: every image of a flavor, or an id glob."""
+    return [i for i, flavor in _base_ids(m) if (flavor == pattern if pattern in FLAVORS else fnmatch.fnmatchcase(i, pattern))]
+
+
+def _extension_problems(src: MatrixSource, m: MatrixSection, smoke_dir: Path) -> list[str]:
+    problems: list[str] = []
+
+    def bad(key: Key, message: str) -> None:
+        problems.append(f"{src.origin(key)}: {field_name(key)}: {message}")
+
+    in_parent = {_project_name(p): p for p in [f"torch=={m.torch.version}", f"torchaudio=={m.torch.torchaudio}", *m.packages]}
+    smoke_files = {p.name for p in smoke_dir.glob("test_*.py")}
+    for name, ext in m.extensions.items():
+        key: Key = ("extensions", name)
+        if not _NAME.match(name):
+            bad(key, "extension names must be lowercase letters, digits, '.', '_' or '-' (they become part of image ids)")
+        if not _parents(m, ext.parent):
+            ids = ", ".join(i for i, _ in _base_ids(m))
+            bad(key + ("parent",), f"'{ext.parent}' matches no image; name a flavor ({', '.join(m.flavors)}) or an id glob over: {ids}")
+        if ext.repository is not None and not _REPOSITORY.match(ext.repository):
+            bad(key + ("repository",), f"'{ext.repository}' is not a valid image repository (lowercase, e.g. ml/pytorch-tracking)")
+        for i, pkg in enumerate(ext.packages):
+            if not _PINNED.match(pkg):
+                bad(key + ("packages", i), f"'{pkg}' must be pinned as name==version so images rebuild to the same content")
+            elif _project_name(pkg) in in_parent:
+                bad(key + ("packages", i), f"the parent already installs {in_parent[_project_name(pkg)]}; an extension cannot change it")
+        for i, pkg in enumerate(ext.apt):
+            if not _APT.match(pkg):
+                bad(key + ("apt", i), f"'{pkg}' is not a Debian package name, optionally pinned as name=version")
+        for var, value in ext.env.items():
+            if not _ENV_NAME.match(var):
+                bad(key + ("env", var), "environment variable names are letters, digits and '_', not starting with a digit")
+            elif var.startswith("IMAGEKIT_"):
+                bad(key + ("env", var), "IMAGEKIT_* variables are what the image promises to the smoke suite; imagekit sets them")
+            if "\n" in value or "\r" in value:
+                bad(key + ("env", var), "values must be on one line")
+        if ext.template is not None and not _resolve_path(src, key + ("template",), ext.template).is_file():
+            bad(key + ("template",), f"{_resolve_path(src, key + ('template',), ext.template)} is not a file")
+        if ext.tests is not None:
+            folder = _resolve_path(src, key + ("tests",), ext.tests)
+            tests = {p.name for p in folder.glob("test_*.py")} if folder.is_dir() else set()
+            if not tests:
+                bad(key + ("tests",), f"{folder} holds no test_*.py files")
+            # The two folders run in one pytest session, where same-named test modules collide.
+            for clash in sorted(tests & smoke_files):
+                bad(key + ("tests",), f"{folder / clash} has the same name as a smoke test; rename it")
+    return problems
+
+
+def _project_name(requirement: str) -> str:
+    """The normalised project name of name==version (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\[=]", requirement, maxsplit=1)[0]).lower()
+
+
+def _extension(src: MatrixSource, name: str, ext: ExtensionSection) -> ExtensionSpec:
+    snippet = None
+    if ext.template is not None:
+        snippet = _resolve_path(src, ("extensions", name, "template"), ext.template).read_text(encoding="utf-8")
+    return ExtensionSpec(
+        name=name,
+        packages=tuple(ext.packages),
+        apt=tuple(ext.apt),
+        env=tuple(ext.env.items()),
+        snippet=snippet,
+        snippet_name=ext.template,
+    )
+
+
 def _driver_min(base_cuda: str, wheel_cuda: str) -> str:
     facts = facts_mod.load()
     candidates = [d for d in (facts.driver_needed(base_cuda), facts.driver_needed(wheel_cuda)) if d]
     return max(candidates, key=version_tuple) if candidates else "unknown"
 
 
-def _resolve_path(src: MatrixSource, key: str, value: str) -> Path:
+def _resolve_path(src: MatrixSource, key: Key, value: str) -> Path:
     """Paths in a matrix file are relative to the file that set them."""
     path = Path(value)
-    return path if path.is_absolute() else src.origin((key,)).file.parent / path
+    return path if path.is_absolute() else src.origin(key).file.parent / path
 
 
 def build(src: MatrixSource) -> Matrix:
@@ -289,7 +405,8 @@ def build(src: MatrixSource) -> Matrix:
         m = MatrixSection.model_validate(src.data)
     except ValidationError as exc:
         raise MatrixError(_shape_problems(src, exc)) from None
-    problems = _fact_problems(src, m)
+    smoke_dir = _resolve_path(src, ("smoke",), m.smoke)
+    problems = _fact_problems(src, m) or _extension_problems(src, m, smoke_dir)
     if problems:
         raise MatrixError(problems)
 
@@ -322,13 +439,31 @@ def build(src: MatrixSource) -> Matrix:
                     uid=m.user.uid,
                 )
             )
+    # Extensions come after every base image, so matrix order is always parents first.
+    extensions, extension_tests = [], {}
+    for name, ext in m.extensions.items():
+        spec = _extension(src, name, ext)
+        for parent_id in _parents(m, ext.parent):
+            parent = next(i for i in images if i.id == parent_id)
+            child = replace(
+                parent,
+                id=f"{parent.id}-{name}",
+                repository=ext.repository or parent.repository,
+                base_image=parent.tag,
+                parent=parent.id,
+                extension=spec,
+            )
+            extensions.append(child)
+            if ext.tests is not None:
+                extension_tests[child.id] = _resolve_path(src, ("extensions", name, "tests"), ext.tests)
     return Matrix(
-        images=tuple(images),
-        templates_dir=_resolve_path(src, "templates", m.templates),
-        smoke_dir=_resolve_path(src, "smoke", m.smoke),
+        images=tuple(images + extensions),
+        templates_dir=_resolve_path(src, ("templates",), m.templates),
+        smoke_dir=smoke_dir,
         source=m.source,
         files=src.files,
         registry=m.registry,
+        extension_tests=extension_tests,
     )
 
 

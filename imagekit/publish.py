@@ -2,8 +2,9 @@
 
 Rules (README "Publishing"): only an image whose smoke report passed for the same content id is
 pushed; an immutable tag already in the registry with other content is never overwritten; the
-moving tag moves only after the immutable one is in and read back; transient registry errors are
-retried with backoff; an image counts as published only when every step succeeded.
+moving tag moves only after the immutable one is in and read back; an extension goes only after
+the exact parent it was built on is in the registry; transient registry errors are retried with
+backoff; an image counts as published only when every step succeeded.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class PublishOutcome:
     digest: str = ""
     size: int = 0
     report: str = ""
+    parent: str = ""  # an extension's parent, as registry/repository@digest
 
     def record(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in ("state", "message")}
+        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k != "parent" or v)}
 
 
 def gate(ident: Identity, report: Path) -> str | None:
@@ -86,6 +88,8 @@ class Publisher:
     reports_dir: Path
     dry_run: bool = False
     retry: Retry = field(default_factory=Retry)
+    # Images this run has published (or, in a dry run, would publish): an extension may follow them.
+    done: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.host, _ = split_reference(self.registry_ref)
@@ -111,6 +115,11 @@ class Publisher:
         immutable, moving = ident.content_tag.rsplit(":", 1)[1], image.id
         out.tags = [f"{target}:{immutable}", f"{target}:{moving}"]
         try:
+            if ident.parent is not None:
+                refusal = self._parent_refusal(ident.parent, ident.base_ref, out)
+                if refusal:
+                    out.message = refusal
+                    return out
             existing = self.retry.run(f"{image.id}: read {target}:{immutable}", lambda: self.registry.manifest(path, immutable))
             if existing is not None and existing.config_digest != attrs["Id"]:
                 out.message = (f"{target}:{immutable} already exists with other content (config {existing.config_digest[:19]}, "
@@ -132,6 +141,23 @@ class Publisher:
         out.digest, out.size = manifest.digest, manifest.size
         out.message = f"{target}@{manifest.digest}"
         return out
+
+    def _parent_refusal(self, parent: Identity, parent_image_id: str, out: PublishOutcome) -> str | None:
+        """Why an extension may not go yet: the registry must serve the very parent it was built on
+        (config digest = the parent image id folded into the extension's content id)."""
+        image = parent.rendered.image
+        if self.dry_run and image.id in self.done:
+            out.parent = "(published first, in this run)"
+            return None
+        target = f"{self.registry_ref}/{image.repository}"
+        _, path = split_reference(target)
+        tag = parent.content_tag.rsplit(":", 1)[1]
+        manifest = self.retry.run(f"read parent {target}:{tag}", lambda: self.registry.manifest(path, tag))
+        if manifest is None or manifest.config_digest != parent_image_id:
+            return (f"its parent {image.id} is not in the registry with the content it was built on ({target}:{tag}): "
+                    "publish the parent first (include it in --only)")  # fmt: skip
+        out.parent = f"{target}@{manifest.digest}"
+        return None
 
     def _push(self, target: str, tag: str, local: str) -> str:
         """Push ``local`` as ``target:tag``; the manifest digest the push reported."""
@@ -158,6 +184,8 @@ def publish_images(rendered: list[Rendered], publisher: Publisher) -> list[Publi
             for r in rendered:
                 board.set(r.image.id, "publishing" if not publisher.dry_run else "planning")
                 outcome = publisher.one(r)
+                if outcome.state in ("published", "unchanged", "would publish"):
+                    publisher.done.add(r.image.id)
                 board.set(r.image.id, outcome.state, outcome.message, final=True)
                 outcomes.append(outcome)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -11,12 +12,16 @@ from .errors import ConfigurationError
 from .matrix import ImageSpec, Matrix
 
 TEMPLATE = "Dockerfile.j2"
+EXTENSION_TEMPLATE = "Extension.Dockerfile.j2"
+# The build argument that carries an extension's exact parent: its content tag, or its registry
+# digest once it has one (README "Extensions").
+PARENT_ARG = "IMAGEKIT_PARENT"
 
 
 def static_labels(image: ImageSpec) -> dict[str, str]:
     """Labels fixed by the matrix cell. Labels that depend on the host or time (revision, created,
     the content id itself) are added at build time so they do not change the content id."""
-    return {
+    labels = {
         "org.opencontainers.image.title": image.repository.rsplit("/", 1)[-1],
         "org.opencontainers.image.version": image.id,
         "io.imagekit.image-id": image.id,
@@ -29,6 +34,9 @@ def static_labels(image: ImageSpec) -> dict[str, str]:
         "io.imagekit.wheel-cuda": image.wheel_cuda,
         "io.imagekit.driver-min": image.driver_min,
     }
+    if image.extension is not None:
+        labels |= {"io.imagekit.extension": image.extension.name, "io.imagekit.parent": str(image.parent)}
+    return labels
 
 
 def expectations(image: ImageSpec) -> dict[str, str]:
@@ -55,6 +63,7 @@ class Rendered:
     image: ImageSpec
     # Everything sent as the build context, by relative path; the Dockerfile is one of them.
     context: dict[str, bytes]
+    parent: Rendered | None = None  # an extension's parent, rendered
 
     @property
     def dockerfile(self) -> str:
@@ -74,11 +83,14 @@ class Rendered:
 
 class Renderer:
     def __init__(self, matrix: Matrix) -> None:
-        if not (matrix.templates_dir / TEMPLATE).is_file():
-            raise ConfigurationError(
-                f"template {matrix.templates_dir / TEMPLATE} not found",
-                tip="set `templates:` in the matrix to the folder holding Dockerfile.j2 (relative to the matrix file)",
-            )
+        needed = [TEMPLATE] + ([EXTENSION_TEMPLATE] if any(i.extension for i in matrix.images) else [])
+        for name in needed:
+            if not (matrix.templates_dir / name).is_file():
+                raise ConfigurationError(
+                    f"template {matrix.templates_dir / name} not found",
+                    tip=f"set `templates:` in the matrix to the folder holding {', '.join(needed)} (relative to the matrix file)",
+                )
+        self._matrix = matrix
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(matrix.templates_dir),
             undefined=jinja2.StrictUndefined,
@@ -87,9 +99,25 @@ class Renderer:
         )
 
     def render(self, image: ImageSpec) -> Rendered:
+        ext = image.extension
+        values = {"image": image, "labels": static_labels(image), "expect": expectations(image)}
+        if ext is None:
+            return Rendered(image=image, context={"Dockerfile": self._render(TEMPLATE, **values).encode()})
+        # An extension's own snippet is a template too, rendered with the same values.
+        snippet = self._render(ext.snippet_name, source=ext.snippet, **values) if ext.snippet is not None else ""
+        env = {key: _dockerfile_quote(value) for key, value in ext.env}
+        text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet.strip("\n"), parent_arg=PARENT_ARG, **values)
+        return Rendered(image=image, context={"Dockerfile": text.encode()}, parent=self.render(self._matrix.image(str(image.parent))))
+
+    def _render(self, name: str | None, source: str | None = None, **values: Any) -> str:
         try:
-            text = self._env.get_template(TEMPLATE).render(image=image, labels=static_labels(image), expect=expectations(image))
+            template = self._env.from_string(source) if source is not None else self._env.get_template(str(name))
+            return template.render(**values)
         except jinja2.TemplateError as exc:
-            where = f"{exc.filename}:{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else TEMPLATE
-            raise ConfigurationError(f"{where}: cannot render {image.id}: {exc.message}") from None
-        return Rendered(image=image, context={"Dockerfile": text.encode()})
+            line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+            raise ConfigurationError(f"{name}{line}: cannot render {values['image'].id}: {exc.message}") from None
+
+
+def _dockerfile_quote(value: str) -> str:
+    """A double-quoted Dockerfile ENV value: quotes and backslashes escaped, `$VAR` still expands."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

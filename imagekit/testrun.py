@@ -24,6 +24,7 @@ from .render import Rendered
 from .reports import CONTENT_ID_PROPERTY, Case, Suite, log_tail, stamp_suites, write_suites
 
 SMOKE_MOUNT = "/imagekit/smoke"
+EXTENSION_MOUNT = "/imagekit/extension"
 OUT_MOUNT = "/imagekit/out"
 
 
@@ -69,9 +70,12 @@ def pytest_args(out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
     return [*args, "--require-gpu"] if require_gpu else args
 
 
-def smoke_command(image_id: str, require_gpu: bool) -> list[str]:
+def smoke_command(image_id: str, require_gpu: bool, extension_tests: bool = False) -> list[str]:
+    # An extension runs its parent's suite and its own tests in one session, so one report says
+    # whether it passed. Two folders make pytest look for its ini file above both: name the suite's.
+    paths = [SMOKE_MOUNT, EXTENSION_MOUNT, "-c", f"{SMOKE_MOUNT}/pytest.ini", "--rootdir=/imagekit"] if extension_tests else [SMOKE_MOUNT]
     # umask 0: files the image's (non-root) user writes stay removable by the host user.
-    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", SMOKE_MOUNT, *pytest_args(OUT_MOUNT, image_id, require_gpu)]
+    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", *paths, *pytest_args(OUT_MOUNT, image_id, require_gpu)]
 
 
 def _failed_report(path: Path, image_id: str, outcome: str, message: str, text: str) -> None:
@@ -118,7 +122,9 @@ def _outcome(
     return SmokeOutcome(image_id, state, seconds, report, f"pytest exited {exit_code}; see {log_path}")
 
 
-def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path) -> SmokeOutcome:
+def smoke_one(
+    rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path, extension_tests: Path | None = None
+) -> SmokeOutcome:
     image_id = rendered.image.id
     report = reports_dir / "junit" / f"{image_id}.xml"
     start = time.monotonic()
@@ -133,14 +139,17 @@ def smoke_one(rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_d
     os.chmod(out_dir, 0o777)  # noqa: S103 - the image writes here as its own non-root user
     log_path = reports_dir / "logs" / f"test-{image_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    volumes = {
+        str(smoke_dir.resolve()): {"bind": SMOKE_MOUNT, "mode": "ro"},
+        str(out_dir.resolve()): {"bind": OUT_MOUNT, "mode": "rw"},
+    }
+    if extension_tests is not None:
+        volumes[str(extension_tests.resolve())] = {"bind": EXTENSION_MOUNT, "mode": "ro"}
     with log_path.open("w", encoding="utf-8") as log:
         result = engine.run_container(
             ident.content_tag,
-            smoke_command(image_id, options.require_gpu),
-            volumes={
-                str(smoke_dir.resolve()): {"bind": SMOKE_MOUNT, "mode": "ro"},
-                str(out_dir.resolve()): {"bind": OUT_MOUNT, "mode": "rw"},
-            },
+            smoke_command(image_id, options.require_gpu, extension_tests is not None),
+            volumes=volumes,
             environment={"PYTHONDONTWRITEBYTECODE": "1", **options.environment},
             gpus=gpu_request(options.gpus),
             timeout=options.timeout,
@@ -174,7 +183,13 @@ def smoke_host(smoke_dir: Path, reports_dir: Path, *, require_gpu: bool, environ
 
 
 def smoke_images(
-    rendered: list[Rendered], *, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path
+    rendered: list[Rendered],
+    *,
+    engine: Engine,
+    options: SmokeOptions,
+    smoke_dir: Path,
+    reports_dir: Path,
+    extension_tests: dict[str, Path] | None = None,
 ) -> list[SmokeOutcome]:
     board = console.StatusBoard([r.image.id for r in rendered])
     outcomes = []
@@ -182,7 +197,7 @@ def smoke_images(
         for r in rendered:
             board.set(r.image.id, "testing", f"gpus={options.gpus}")
             try:
-                outcome = smoke_one(r, engine, options, smoke_dir, reports_dir)
+                outcome = smoke_one(r, engine, options, smoke_dir, reports_dir, (extension_tests or {}).get(r.image.id))
             except EngineError as exc:
                 report = reports_dir / "junit" / f"{r.image.id}.xml"
                 _failed_report(report, r.image.id, "error", exc.message, exc.message)

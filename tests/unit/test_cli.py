@@ -43,7 +43,11 @@ def test_bad_flag_value_exits_2():
 def test_render_writes_every_selected_context(tmp_path):
     out = imagekit("render", "--out", str(tmp_path), "--only", "*cu118*")
     assert out.returncode == 0, out.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.6.0-cu118-py3.11-devel", "2.6.0-cu118-py3.11-runtime"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "2.6.0-cu118-py3.11-devel",
+        "2.6.0-cu118-py3.11-runtime",
+        "2.6.0-cu118-py3.11-runtime-tracking",
+    ]
 
 
 def test_unreachable_engine_is_a_clear_error(tmp_path):

@@ -19,13 +19,15 @@ def problems(*names: str) -> list[str]:
     return info.value.problems
 
 
-def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants():
+def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants_and_a_tracking_extension():
     matrix = load_matrix([ROOT / "matrix.yaml"])
     assert [i.id for i in matrix.images] == [
         "2.6.0-cu118-py3.11-runtime",
         "2.6.0-cu118-py3.11-devel",
         "2.6.0-cu121-py3.11-runtime",
         "2.6.0-cu121-py3.11-devel",
+        "2.6.0-cu118-py3.11-runtime-tracking",
+        "2.6.0-cu121-py3.11-runtime-tracking",
     ]
 
 
@@ -132,3 +134,65 @@ def test_paths_in_a_matrix_are_relative_to_the_file_that_sets_them(tmp_path: Pat
     matrix = load_matrix([M / "good.yaml", overlay])
     assert matrix.smoke_dir == tmp_path / "my-smoke"
     assert matrix.templates_dir == M / "templates"
+
+
+def test_extensions_expand_per_parent_after_every_base_image():
+    matrix = load_matrix([M / "good.yaml", M / "extensions.yaml"])
+    base = [i for i in matrix.images if i.extension is None]
+    children = {i.id: i for i in matrix.images if i.extension is not None}
+    assert matrix.images[: len(base)] == tuple(base), "parents come first in matrix order"
+    assert sorted(children) == [
+        "2.6.0-cu118-py3.11-runtime-tracking",
+        "2.6.0-cu121-py3.11-devel-jupyter",
+        "2.6.0-cu121-py3.11-runtime-tracking",
+    ]
+    tracking = children["2.6.0-cu121-py3.11-runtime-tracking"]
+    assert tracking.parent == "2.6.0-cu121-py3.11-runtime"
+    assert tracking.base_image == "example/pytorch:2.6.0-cu121-py3.11-runtime"
+    assert (tracking.cuda, tracking.wheel, tracking.driver_min) == ("12.1.1", "cu124", "525.60.13")  # inherited
+    assert tracking.extension.env == (("TRACKING_LOGDIR", "/opt/runs"), ("QUOTED", 'say "hi" \\ $HOME'))
+    assert tracking.extension.snippet.startswith("RUN echo") and tracking.extension.snippet_name == "ext/snippet.Dockerfile.j2"
+    assert children["2.6.0-cu121-py3.11-devel-jupyter"].tag == "example/notebooks:2.6.0-cu121-py3.11-devel-jupyter"
+    assert matrix.extension_tests == {i: M / "ext" / "tests" for i in children if i.endswith("tracking")}
+
+
+def test_content_entry_of_an_extension_holds_no_host_path_and_base_entries_are_unchanged():
+    plain = {i.id: i.entry() for i in load_matrix([M / "good.yaml"]).images}
+    extended = load_matrix([M / "good.yaml", M / "extensions.yaml"])
+    assert {i.id: i.entry() for i in extended.images if i.parent is None} == plain
+    entry = extended.image("2.6.0-cu121-py3.11-runtime-tracking").entry()
+    assert str(M) not in repr(entry)
+
+
+def test_only_with_parents_adds_the_parent_of_a_selected_extension():
+    matrix = load_matrix([M / "good.yaml", M / "extensions.yaml"])
+    assert [i.id for i in matrix.select(["*jupyter"])] == ["2.6.0-cu121-py3.11-devel-jupyter"]
+    assert [i.id for i in matrix.select(["*jupyter"], with_parents=True)] == [
+        "2.6.0-cu121-py3.11-devel",
+        "2.6.0-cu121-py3.11-devel-jupyter",
+    ]
+
+
+def test_extension_mistakes_are_all_reported_at_their_lines():
+    found = problems("good.yaml", "extensions-bad.yaml")
+    f, ext = M / "extensions-bad.yaml", M / "ext"
+    assert found == [
+        f"{f}:3: extensions.Bad: extension names must be lowercase letters, digits, '.', '_' or '-' (they become part of image ids)",
+        f"{f}:4: extensions.Bad.parent: '*-cu999-*' matches no image; name a flavor (runtime, devel) or an id glob over: "
+        "2.6.0-cu118-py3.11-runtime, 2.6.0-cu118-py3.11-devel, 2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
+        f"{f}:5: extensions.Bad.packages.0: 'wandb' must be pinned as name==version so images rebuild to the same content",
+        f"{f}:5: extensions.Bad.packages.1: the parent already installs torch==2.6.0; an extension cannot change it",
+        f"{f}:5: extensions.Bad.packages.2: the parent already installs pytest==8.3.5; an extension cannot change it",
+        f"{f}:6: extensions.Bad.apt.0: 'git;rm' is not a Debian package name, optionally pinned as name=version",
+        f"{f}:7: extensions.Bad.env.IMAGEKIT_IMAGE_ID: IMAGEKIT_* variables are what the image promises to the smoke suite; imagekit sets them",
+        f"{f}:7: extensions.Bad.env.1BAD: environment variable names are letters, digits and '_', not starting with a digit",
+        f"{f}:8: extensions.Bad.template: {ext / 'missing.j2'} is not a file",
+        f"{f}:9: extensions.Bad.tests: {ext / 'clash' / 'test_environment.py'} has the same name as a smoke test; rename it",
+        f"{f}:12: extensions.ok.tests: {ext / 'snippet.Dockerfile.j2'} holds no test_*.py files",
+    ]
+
+
+def test_unknown_extension_key_is_refused_with_a_suggestion(tmp_path: Path):
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("extensions:\n  x:\n    parent: runtime\n    pakages: []\n")
+    assert problems_at([M / "good.yaml", overlay]) == [f"{overlay}:4: extensions.x.pakages: unknown key (did you mean 'packages'?)"]

@@ -76,6 +76,7 @@ def test_hadolint_passes_on_every_rendered_dockerfile(matrix, tmp_path):
 
 
 def test_undefined_template_variable_is_an_error_not_an_empty_string(matrix, tmp_path):
+    shutil.copy(ROOT / "templates" / "Extension.Dockerfile.j2", tmp_path)
     (tmp_path / "Dockerfile.j2").write_text("FROM {{ image.base_image }}\nRUN echo {{ image.no_such_field }}\n")
     broken = replace(matrix, templates_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="no_such_field"):
@@ -94,3 +95,42 @@ def test_write_replaces_stale_files(matrix, tmp_path):
     (folder / "leftover").write_text("x")
     rendered.write(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile"]
+
+
+@pytest.fixture(scope="module")
+def extended():
+    m = load_matrix([ROOT / "tests" / "matrices" / "good.yaml", ROOT / "tests" / "matrices" / "extensions.yaml"])
+    return replace(m, templates_dir=ROOT / "templates")
+
+
+def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_restores_the_user(extended):
+    rendered = Renderer(extended).render(extended.image("2.6.0-cu121-py3.11-runtime-tracking"))
+    text = rendered.dockerfile
+    assert rendered.parent is not None and rendered.parent.image.id == "2.6.0-cu121-py3.11-runtime"
+    assert "ARG IMAGEKIT_PARENT=example/pytorch:2.6.0-cu121-py3.11-runtime\nFROM ${IMAGEKIT_PARENT}\n" in text
+    assert "apt-get install -y --no-install-recommends git tini=0.19.0-1" in text
+    assert "--constraint /tmp/parent-constraints.txt" in text and "tensorboardX==2.6.2.2" in text
+    # Quotes and backslashes escaped; $HOME left for the Dockerfile to expand.
+    assert 'QUOTED="say \\"hi\\" \\\\ $HOME"' in text
+    assert 'RUN echo "2.6.0-cu121-py3.11-runtime-tracking extends 2.6.0-cu121-py3.11-runtime"' in text
+    assert "ENV IMAGEKIT_IMAGE_ID=2.6.0-cu121-py3.11-runtime-tracking" in text
+    assert 'io.imagekit.parent="2.6.0-cu121-py3.11-runtime"' in text and 'io.imagekit.extension="tracking"' in text
+    assert text.rstrip().endswith("USER 1000\nWORKDIR /home/imagekit")
+    jupyter = Renderer(extended).render(extended.image("2.6.0-cu121-py3.11-devel-jupyter")).dockerfile
+    assert "apt-get" not in jupyter and "From ext/" not in jupyter and "jupyterlab==4.3.5" in jupyter
+
+
+def test_a_broken_snippet_names_its_file(extended, tmp_path):
+    from imagekit.matrix import ExtensionSpec
+
+    image = extended.image("2.6.0-cu121-py3.11-runtime-tracking")
+    ext = replace(image.extension, snippet="RUN {{ image.nope }}")
+    assert isinstance(ext, ExtensionSpec)
+    with pytest.raises(ConfigurationError, match=r"^ext/snippet.Dockerfile.j2: cannot render 2.6.0-cu121-py3.11-runtime-tracking: .*nope"):
+        Renderer(extended).render(replace(image, extension=ext))
+
+
+def test_a_missing_extension_template_names_the_remedy(extended, tmp_path):
+    shutil.copy(ROOT / "templates" / "Dockerfile.j2", tmp_path)
+    with pytest.raises(ConfigurationError, match="Extension.Dockerfile.j2 not found"):
+        Renderer(replace(extended, templates_dir=tmp_path))

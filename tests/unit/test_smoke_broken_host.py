@@ -41,4 +41,4 @@ def test_broken_torch_fails_loudly_with_the_remedy(tmp_path):
 def test_host_mode_checks_one_image_at_a_time(tmp_path):
     out = subprocess.run([sys.executable, "-m", "imagekit", "smoke", "--only", "*cu121*", "--reports", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)  # fmt: skip
-    assert out.returncode == 2 and "--only selects 2 images" in out.stderr
+    assert out.returncode == 2 and "--only selects 3 images" in out.stderr

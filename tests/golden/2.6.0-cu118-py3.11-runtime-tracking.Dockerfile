@@ -1,0 +1,51 @@
+# Rendered by imagekit from templates/Extension.Dockerfile.j2 for 2.6.0-cu118-py3.11-runtime-tracking, an extension
+# (tracking) of 2.6.0-cu118-py3.11-runtime. Do not edit: edit the template or matrix.yaml and run `imagekit render`.
+#
+# imagekit passes IMAGEKIT_PARENT as the parent's exact content: its registry digest once it has one,
+# before that its content tag (checked against the parent's image id before and after the build).
+# The default only serves a manual `docker build` of this file.
+ARG IMAGEKIT_PARENT=imagekit/pytorch:2.6.0-cu118-py3.11-runtime
+FROM ${IMAGEKIT_PARENT}
+
+# The parent ends as its non-root user; installing needs root (uid 0), the last USER below restores it.
+USER 0
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
+
+# Everything the parent has installed is a constraint: an extension adds packages, it never swaps
+# out the torch stack its parent was tested with (pip fails the build, naming the conflict).
+RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    /opt/venv/bin/pip list --format=freeze > /tmp/parent-constraints.txt \
+    && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        --constraint /tmp/parent-constraints.txt \
+        tensorboardX==2.6.2.2 \
+        protobuf==5.29.3 \
+    && rm /tmp/parent-constraints.txt
+
+ENV TRACKING_LOGDIR="/opt/runs"
+
+# From extensions/tracking/Dockerfile.j2:
+# Runs land in one folder the image's user owns, so a mounted volume there collects every run.
+RUN install -d -o 1000 -g 1000 "$TRACKING_LOGDIR"
+
+ENV IMAGEKIT_IMAGE_ID=2.6.0-cu118-py3.11-runtime-tracking
+LABEL org.opencontainers.image.title="pytorch" \
+      org.opencontainers.image.version="2.6.0-cu118-py3.11-runtime-tracking" \
+      io.imagekit.image-id="2.6.0-cu118-py3.11-runtime-tracking" \
+      io.imagekit.flavor="runtime" \
+      io.imagekit.torch="2.6.0" \
+      io.imagekit.torchaudio="2.6.0" \
+      io.imagekit.python="3.11" \
+      io.imagekit.cuda="11.8.0" \
+      io.imagekit.wheel="cu118" \
+      io.imagekit.wheel-cuda="11.8" \
+      io.imagekit.driver-min="450.80.02" \
+      io.imagekit.extension="tracking" \
+      io.imagekit.parent="2.6.0-cu118-py3.11-runtime"
+
+USER 1000
+WORKDIR /home/imagekit
