@@ -70,10 +70,12 @@ def pytest_args(out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
     return [*args, "--require-gpu"] if require_gpu else args
 
 
-def smoke_command(image_id: str, require_gpu: bool, extension_tests: bool = False) -> list[str]:
+def smoke_command(image_id: str, require_gpu: bool, extension_tests: bool = False, ini: bool = True) -> list[str]:
     # An extension runs its parent's suite and its own tests in one session, so one report says
     # whether it passed. Two folders make pytest look for its ini file above both: name the suite's.
-    paths = [SMOKE_MOUNT, EXTENSION_MOUNT, "-c", f"{SMOKE_MOUNT}/pytest.ini", "--rootdir=/imagekit"] if extension_tests else [SMOKE_MOUNT]
+    paths = [SMOKE_MOUNT]
+    if extension_tests:
+        paths += [EXTENSION_MOUNT, "--rootdir=/imagekit", *(["-c", f"{SMOKE_MOUNT}/pytest.ini"] if ini else [])]
     # umask 0: files the image's (non-root) user writes stay removable by the host user.
     return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", *paths, *pytest_args(OUT_MOUNT, image_id, require_gpu)]
 
@@ -148,7 +150,7 @@ def smoke_one(
     with log_path.open("w", encoding="utf-8") as log:
         result = engine.run_container(
             ident.content_tag,
-            smoke_command(image_id, options.require_gpu, extension_tests is not None),
+            smoke_command(image_id, options.require_gpu, extension_tests is not None, (smoke_dir / "pytest.ini").is_file()),
             volumes=volumes,
             environment={"PYTHONDONTWRITEBYTECODE": "1", **options.environment},
             gpus=gpu_request(options.gpus),

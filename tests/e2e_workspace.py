@@ -16,6 +16,7 @@ from imagekit.engine import Engine
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"
 IMAGE_ID = "2.6.0-cu121-py3.11-runtime"
+EXTENSION_ID = f"{IMAGE_ID}-tracking"  # matrix.yaml's example extension of IMAGE_ID
 
 
 @dataclass

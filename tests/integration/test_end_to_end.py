@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from e2e_workspace import IMAGE_ID, ROOT, Workspace, failures, run_suite
+from e2e_workspace import EXTENSION_ID, IMAGE_ID, ROOT, Workspace, failures, run_suite
 from helpers import xmllint_schema
 
 from imagekit.engine import CONTAINER_LABEL, Engine
@@ -56,7 +56,7 @@ def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, eng
     assert gpu_skips and "no GPU visible: run with --gpus all" in gpu_skips[0]
 
     merged = ET.parse(ws.reports / "junit.xml").getroot()
-    assert [s.get("name") for s in merged.iter("testsuite")] == ["imagekit.build", IMAGE_ID]
+    assert [s.get("name") for s in merged.iter("testsuite")] == ["imagekit.build", IMAGE_ID, EXTENSION_ID]
     props = {p.get("name"): p.get("value") for p in merged.iter("property")}
     assert props["torch.cuda"] == "12.4" and props["torch.version"].startswith("2.6.0")
     # The full suite ran on CPU: the model trained, timings were recorded, schema-validly.
@@ -106,13 +106,62 @@ def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine
     assert grep.decode().strip() == "", f"secret material found in the image's files: {grep.decode()}"
 
 
+def test_an_extension_is_built_on_its_parents_exact_content_and_runs_its_own_tests_too(built, ws, engine):
+    assert built.returncode == 0
+    parent, child = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}"), engine.inspect_image(f"{ws.repo}:{EXTENSION_ID}")
+    assert parent is not None and child is not None
+    labels, parent_labels = child["Config"]["Labels"], parent["Config"]["Labels"]
+    # Built FROM the parent: every parent layer, in order, then its own.
+    assert child["RootFS"]["Layers"][: len(parent["RootFS"]["Layers"])] == parent["RootFS"]["Layers"]
+    assert len(child["RootFS"]["Layers"]) > len(parent["RootFS"]["Layers"])
+    assert labels["io.imagekit.base"] == parent["Id"], "the parent's image id is what the content id folds in"
+    assert labels["io.imagekit.parent-content-id"] == parent_labels["io.imagekit.content-id"]
+    assert labels["io.imagekit.parent"] == IMAGE_ID and labels["io.imagekit.extension"] == "tracking"
+    parent_content_tag = f"{ws.repo}:{IMAGE_ID}-{parent_labels['io.imagekit.content-id'][:12]}"
+    build_log = (ws.reports / "logs" / f"build-{EXTENSION_ID}.log").read_text()
+    assert f"--build-arg IMAGEKIT_PARENT={parent_content_tag} " in build_log.splitlines()[0]
+    assert child["Config"]["User"] == "1000" and "TRACKING_LOGDIR=/opt/runs" in child["Config"]["Env"]
+    assert f"IMAGEKIT_IMAGE_ID={EXTENSION_ID}" in child["Config"]["Env"]
+
+    # One report: the parent's whole smoke suite and the extension's tests, for this content.
+    report = ET.parse(ws.reports / "junit" / f"{EXTENSION_ID}.xml").getroot()
+    cases = {c.get("name"): c for c in report.iter("testcase")}
+    for name in (
+        "test_torch_version",
+        "test_training_learns",
+        "test_scalars_written_to_the_log_folder_read_back",
+        "test_git_runs_for_run_provenance",
+    ):
+        assert cases[name].find("failure") is None and cases[name].find("error") is None and cases[name].find("skipped") is None, name
+    props = {p.get("name"): p.get("value") for p in report.iter("property")}
+    assert props["imagekit.content-id"] == labels["io.imagekit.content-id"]
+    assert summary_row(ws, EXTENSION_ID).startswith(f"| `{EXTENSION_ID}` | built | passed |")
+
+
+def test_an_extension_cannot_swap_a_package_its_parent_was_tested_with(built, ws, tmp_path):
+    assert built.returncode == 0
+    overlay = tmp_path / "clash.yaml"
+    # pytest (in the parent) depends on packaging: the parent's installed version is a constraint.
+    overlay.write_text('extensions:\n  clash:\n    parent: runtime\n    packages: ["packaging==23.0"]\n')
+    reports = tmp_path / "reports"
+    out = ws.imagekit("build", *ws.matrices, "--matrix", str(overlay), "--only", "*-clash", "--reports", str(reports), "--out", str(ws.out))
+    assert out.returncode == 1, out.stdout + out.stderr
+    states = {c.get("name"): c for c in ET.parse(reports / "junit" / "build.xml").getroot().iter("testcase")}
+    assert set(states) == {IMAGE_ID, f"{IMAGE_ID}-clash"}, "--only an extension builds (here: finds unchanged) its parent first"
+    assert states[IMAGE_ID].find("skipped") is not None
+    log = (reports / "logs" / f"build-{IMAGE_ID}-clash.log").read_text()
+    assert "packaging==23.0" in log and "(constraint)" in log, log[-2000:]
+
+
 def test_unchanged_rebuild_is_skipped(built, ws):
     assert built.returncode == 0
     again = ws.imagekit("build", *ws.args())
     assert again.returncode == 0, again.stderr
     assert "unchanged" in again.stdout
-    (case,) = ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")
-    assert case.find("skipped").get("message").startswith(f"unchanged: {ws.repo}:{IMAGE_ID}-")
+    cases = {c.get("name"): c for c in ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")}
+    assert sorted(cases) == [IMAGE_ID, EXTENSION_ID]
+    for image_id, case in cases.items():
+        assert case.find("skipped").get("message").startswith(f"unchanged: {ws.repo}:{image_id}-")
 
 
 def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, tmp_path):
@@ -129,6 +178,10 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     failure = states["2.6.0-broken-py3.11-runtime"].find("failure")
     assert failure is not None and "docker build exited" in failure.get("message")
     assert "bash" in (failure.text or ""), "the failure carries the tail of the build log"
+    # Its extension cannot be built, and says why; the healthy extension is unaffected.
+    blocked = states["2.6.0-broken-py3.11-runtime-tracking"].find("failure")
+    assert blocked is not None and blocked.get("message") == "not built: its parent 2.6.0-broken-py3.11-runtime failed"
+    assert states[EXTENSION_ID].find("skipped") is not None
 
     test = ws.imagekit("test", *args)
     assert test.returncode == 1
@@ -221,7 +274,7 @@ def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
     templates.mkdir()
     (templates / "Dockerfile.j2").write_text("FROM {{ image.base_image }}\nRUN sleep 600\n")
     overlay = tmp_path / "hang.yaml"
-    overlay.write_text(f"templates: {templates}\n")
+    overlay.write_text(f"templates: {templates}\nextensions: null\n")
     log = ws.reports / "logs" / f"build-{IMAGE_ID}.log"
     log.unlink(missing_ok=True)
     args = ["build", *ws.args("--matrix", str(overlay))]

@@ -1,11 +1,14 @@
 """Publishing to a real registry: Debian's docker-registry on loopback with htpasswd and TLS (a CA
-made here). Pushes the image `nox -s build test` built and tested, and checks every rule: the test
-gate, dry runs, recovery from a registry stopped mid-push, immutable tags, pull by digest into a
-clean engine state, and that the credential never leaks."""
+made here). Pushes the base image and the extension `nox -s build test` built and tested, and checks
+every rule: the test gate, an extension only after its exact parent, dry runs, recovery from a
+registry stopped mid-push, immutable tags, pull by digest into a clean engine state, credentials
+from `docker login`, and that the credential never leaks."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_workspace import IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
+from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
 from local_registry import LocalRegistry
 
 from imagekit.engine import Engine
@@ -94,7 +97,17 @@ def test_nox_build_test_publish_dry_run_shows_the_plan_and_pushes_nothing(pub, r
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "unchanged" in out.stdout and "would publish" in out.stdout
     assert f"{registry.host}/ml/{ws.repo}:{IMAGE_ID}" in out.stdout
+    # The extension would go too: its parent goes first in the same run.
+    assert f"{registry.host}/ml/{ws.repo}:{EXTENSION_ID}" in out.stdout
     assert registry.tags(pub.path) == []
+
+
+def test_an_extension_waits_for_its_parent_in_the_registry(pub, registry, ws):
+    out = pub.run("--only", f"*{EXTENSION_ID[-8:]}", registry=f"{registry.host}/lonely")
+    assert out.returncode == 1
+    assert f"its parent {IMAGE_ID} is not in the registry with the content it was built on" in out.stdout
+    assert "publish the parent first" in out.stdout
+    assert registry.tags(f"lonely/{ws.repo}") == []
 
 
 def _registry_bytes(registry: LocalRegistry) -> int:
@@ -124,15 +137,19 @@ def test_a_push_cut_off_by_a_stopped_registry_recovers_without_loss_or_duplicate
     assert cut["code"] == 1, cut["stdout"] + cut["stderr"]
     assert "failed" in cut["stdout"] and "not published" in cut["stderr"]
     assert IMAGE_ID not in cut["tags"], "the moving tag must not move before the immutable one is in"
+    assert EXTENSION_ID not in cut["tags"], "an extension must not go before its parent"
     assert cut["published"] == [], "nothing half-pushed may be recorded as published"
 
     assert second.returncode == 0, second.stdout + second.stderr
-    (record,) = published["records"]
-    immutable = record["tags"][0].rsplit(":", 1)[1]
-    assert registry.tags(pub.path) == sorted([IMAGE_ID, immutable])
-    local = json.dumps(record)
-    assert record["digest"] == pub.digest(pub.path, immutable)[0] == pub.digest(pub.path, IMAGE_ID)[0]
-    assert record["size"] > 10**9 and record["report"].endswith(f"{IMAGE_ID}.xml") and PASSWORD not in local
+    base, extension = published["records"]
+    assert (base["image_id"], extension["image_id"]) == (IMAGE_ID, EXTENSION_ID)
+    immutables = [r["tags"][0].rsplit(":", 1)[1] for r in (base, extension)]
+    assert registry.tags(pub.path) == sorted([IMAGE_ID, EXTENSION_ID, *immutables])
+    for record, immutable, moving in zip((base, extension), immutables, (IMAGE_ID, EXTENSION_ID), strict=True):
+        assert record["digest"] == pub.digest(pub.path, immutable)[0] == pub.digest(pub.path, moving)[0]
+        assert record["size"] > 10**9 and record["report"].endswith(f"{moving}.xml") and PASSWORD not in json.dumps(record)
+    # The extension names the very parent manifest it sits on.
+    assert extension["parent"] == f"{registry.host}/ml/{ws.repo}@{base['digest']}" and "parent" not in base
     assert "## published" in (ws.reports / "summary.md").read_text()
 
 
@@ -148,6 +165,7 @@ def test_immutable_tags_are_never_overwritten(published, pub, registry, engine, 
     assert "already exists with other content" in out.stdout and "never overwritten" in out.stdout
     assert pub.digest(f"other/{ws.repo}", immutable)[1] == base_id, "the existing immutable tag was overwritten"
     assert IMAGE_ID not in registry.tags(f"other/{ws.repo}")
+    assert "publish the parent first" in out.stdout, "the extension of a refused parent must not go either"
 
 
 def test_pull_by_digest_into_a_clean_engine_and_smoke_it(published, pub, registry, engine, ws, tmp_path):
@@ -172,7 +190,33 @@ def test_pull_by_digest_into_a_clean_engine_and_smoke_it(published, pub, registr
 def test_the_credential_never_leaks(published, pub, ws, engine):
     texts = {f"output {n}": out for n, out in enumerate(pub.outputs)}
     texts |= {str(p): p.read_text(errors="replace") for p in ws.reports.rglob("*") if p.is_file() and p.suffix != ".pt"}
-    texts["history"] = json.dumps(engine.client.api.history(f"{ws.repo}:{IMAGE_ID}"))
-    texts["inspect"] = json.dumps(engine.inspect_image(f"{ws.repo}:{IMAGE_ID}"))
+    for image_id in (IMAGE_ID, EXTENSION_ID):
+        texts[f"history {image_id}"] = json.dumps(engine.client.api.history(f"{ws.repo}:{image_id}"))
+        texts[f"inspect {image_id}"] = json.dumps(engine.inspect_image(f"{ws.repo}:{image_id}"))
     leaked = [where for where, text in texts.items() if PASSWORD in text]
     assert leaked == [], f"the registry password appears in {leaked}"
+
+
+def test_credentials_from_docker_login(published, pub, registry, ws, tmp_path):
+    """Without IMAGEKIT_REGISTRY_*, publish uses what `docker login` stored, as on a workstation."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    env = {k: v for k, v in pub.env.items() if not k.startswith("IMAGEKIT_REGISTRY_")} | {"DOCKER_CONFIG": str(config)}
+    target = f"{registry.host}/login"
+    argv = pub.argv("--only", IMAGE_ID, registry=target)
+
+    refused = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    pub.outputs.append(refused.stdout + refused.stderr)
+    assert refused.returncode == 1 and "failed" in refused.stdout, "no credentials at all must not publish"
+
+    docker = shutil.which("docker", path=os.environ.get("PATH"))
+    assert docker, "the docker CLI is needed for `docker login`"
+    login = subprocess.run([docker, "login", registry.host, "--username", USER, "--password-stdin"],
+                           input=PASSWORD, capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert login.returncode == 0, login.stderr
+    assert json.loads((config / "config.json").read_text())["auths"][registry.host]["auth"]
+
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+    pub.outputs.append(out.stdout + out.stderr)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert IMAGE_ID in registry.tags(f"login/{ws.repo}")
