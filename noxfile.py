@@ -57,10 +57,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True, default=False)
 def lint(session: nox.Session) -> None:
-    """ruff on the code, hadolint on every rendered Dockerfile."""
+    """ruff on the code, the committed lock against the matrix, hadolint on every rendered Dockerfile."""
     _install(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("imagekit", "lock", "--check", "--matrix", "matrix.yaml", "--matrix", "overlays/local-debian.yaml")
     out = Path(session.create_tmp()) / "rendered"
     session.run("imagekit", "render", "--out", str(out), silent=True)
     dockerfiles = sorted(str(p) for p in out.glob("*/Dockerfile"))

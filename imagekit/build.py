@@ -17,7 +17,7 @@ from .identity import Identity, identify
 from .matrix import ImageSpec
 from .pip_secrets import pip_secrets
 from .provenance import Provenance
-from .render import PARENT_ARG, Rendered
+from .render import BASE_ARG, PARENT_ARG, Rendered
 from .reports import BUILD_SUITE, Case, Suite, log_tail, write_suites
 
 
@@ -45,7 +45,7 @@ def resolve_identity(engine: Engine, rendered: Rendered, *, pull: bool) -> Ident
     extension's base is its parent's exact content, the image id behind the parent's content tag:
     None until the parent is built."""
     if rendered.parent is None:
-        base_ref = engine.resolve(rendered.image.base_image, pull=pull)
+        base_ref = engine.locked_base(rendered.image.base_image, rendered.base_lock, pull=pull)
         return identify(rendered, base_ref) if base_ref else None
     parent = resolve_identity(engine, rendered.parent, pull=pull)
     attrs = engine.inspect_image(parent.content_tag) if parent else None
@@ -81,7 +81,10 @@ class BuildRun:
             context = rendered.write(self.render_dir)
             log_path = self.logs_dir / f"build-{image.id}.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)} if ident.parent else {}
+            if ident.parent:
+                build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)}
+            else:  # a local base has no digest to build FROM: its tag, checked against the lock just now
+                build_args = {BASE_ARG: ident.base_ref if "@" in ident.base_ref else image.base_image}
             argv, env = self.builder.command(context, ident.tags, ident.labels(self.provenance), secrets, build_args)
             board.set(image.id, "building")
             # Line-buffered, so `tail -f` on the log follows the build as it happens.
@@ -97,7 +100,7 @@ class BuildRun:
                 return outcome("failed", log=log_path, message=f"{ident.content_tag} does not start with its parent's layers")
             return outcome("built", content_tag=ident.content_tag, log=log_path, message=ident.content_tag)
         except ImagekitError as exc:
-            return outcome("failed", message=exc.message)
+            return outcome("failed", message=f"{exc.message} ({exc.tip})" if exc.tip else exc.message)
         except Exception as exc:  # noqa: BLE001 - one image's surprise must not stop the others
             return outcome("failed", message=f"{type(exc).__name__}: {exc}")
 

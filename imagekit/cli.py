@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import console, reports
+from . import lock as lock_mod
 from .build import build_images
 from .doctor import run_checks
 from .engine import Engine, find_builder
@@ -63,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
         help="matrix file; repeat to deep-merge overlays over it in order (default: matrix.yaml)",
     )
     common.add_argument("--only", action="append", metavar="GLOB", help="select images by id glob, e.g. '*cu121*' (repeatable)")
+    common.add_argument("--lock", type=Path, metavar="FILE", help="lock file (default: the last --matrix file with a .lock suffix)")
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--reports", type=Path, default=Path("reports"), help="reports folder (default: reports)")
     render_out = argparse.ArgumentParser(add_help=False)
@@ -77,6 +79,10 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["table", "json"], default="table")
 
     sub.add_parser("render", parents=[common, render_out], help="write each image's Dockerfile and build context")
+
+    lk = sub.add_parser("lock", parents=[common], help="pin base digests and hashed requirement sets into the lock file")
+    lk.add_argument("--check", action="store_true", help="change nothing; exit 1 when the lock is missing or stale")
+    lk.add_argument("--upgrade", action="store_true", help="re-resolve current entries too (default: keep them as locked)")
 
     # build, test and publish accept the same options, so `nox -s build test publish -- ARGS` can
     # hand one set to all three; each command uses the ones that concern it.
@@ -114,12 +120,23 @@ def _matrix(args: argparse.Namespace) -> Matrix:
     return load_matrix(args.matrix or [DEFAULT_MATRIX])
 
 
-def _selected(args: argparse.Namespace, *, with_parents: bool = False) -> tuple[Matrix, list[Rendered]]:
+def _selected(args: argparse.Namespace, *, with_parents: bool = False, locked: bool = True) -> tuple[Matrix, list[Rendered]]:
     """The matrix and the rendered images `--only` selects (with the parents of selected
-    extensions, when ``with_parents``)."""
+    extensions, when ``with_parents``), from a lock file that must be current for each of them
+    (when ``locked``; `render` shows what it can without one)."""
     matrix = _matrix(args)
-    renderer = Renderer(matrix)
-    return matrix, [renderer.render(i) for i in matrix.select(args.only, with_parents=with_parents)]
+    images = matrix.select(args.only, with_parents=with_parents)
+    path = _lock_path(args, matrix)
+    lock = lock_mod.Lock.read(path) if locked or path.is_file() else None
+    if locked and lock is not None:
+        problems = [p for p in (lock.problem(i) for i in images) if p]
+        if problems:
+            raise ConfigurationError(
+                "the lock does not match the matrix:\n  " + "\n  ".join(problems),
+                tip=f"run `imagekit lock` with the same --matrix files (it rewrites {path}), then commit it",
+            )
+    renderer = Renderer(matrix, lock)
+    return matrix, [renderer.render(i) for i in images]
 
 
 def _engine() -> Engine:
@@ -146,11 +163,51 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    _, rendered = _selected(args, locked=False)
+    for r in rendered:
+        path = r.write(args.out)
+        console.info(f"{r.image.id}: {path / 'Dockerfile'}")
+    return 0
+
+
+def _lock_path(args: argparse.Namespace, matrix: Matrix) -> Path:
+    return args.lock or lock_mod.default_path(matrix)
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
     matrix = _matrix(args)
-    renderer = Renderer(matrix)
-    for image in matrix.select(args.only):
-        path = renderer.render(image).write(args.out)
-        console.info(f"{image.id}: {path / 'Dockerfile'}")
+    path = _lock_path(args, matrix)
+    images = matrix.select(args.only, with_parents=True)
+    if args.check:
+        lock = lock_mod.Lock.read(path)
+        problems = [p for p in (lock.problem(i) for i in images) if p]
+        problems += [f"{k} is in {path} but not in the matrix" for k in lock.strays(matrix) if not args.only]
+        if problems:
+            raise RunFailed(
+                f"{path} is stale:\n  " + "\n  ".join(problems), tip=f"run `imagekit lock` with the same --matrix files and commit {path}"
+            )
+        console.info(f"ok: {path} is current for {len(images)} image(s)")
+        return 0
+    lock = lock_mod.Lock.read(path) if path.is_file() else lock_mod.Lock(path)
+    for stray in lock.strays(matrix):
+        del lock.images[stray]
+    done = lock_mod.relock(lock, images, matrix, _engine(), upgrade=args.upgrade)
+    failed = {i: what.removeprefix("failed: ") for i, what in done.items() if what.startswith("failed: ")}
+    if failed:
+        raise RunFailed(
+            f"{len(failed)} of {len(images)} image(s) could not be locked; {path} is unchanged:\n  "
+            + "\n  ".join(f"{i}: {m}" for i, m in failed.items()),
+            tip="lock what this host can reach with --only, and the rest where their index and bases are reachable",
+        )
+    lock.write(matrix.files)
+    console.table(
+        f"lock: {path}",
+        ["image", "result", "base", "packages"],
+        [
+            [i.id, done[i.id], lock.images[i.id].base or f"(parent {i.parent})", str(len(lock_mod.pins(lock.images[i.id].requirements)))]
+            for i in images
+        ],
+    )
     return 0
 
 
@@ -304,7 +361,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "matrix": cmd_matrix, "render": cmd_render, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke,
+    "matrix": cmd_matrix, "render": cmd_render, "lock": cmd_lock, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke,
     "publish": cmd_publish, "doctor": cmd_doctor,
 }  # fmt: skip
 

@@ -23,7 +23,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import DeviceRequest
 
-from .errors import EngineError, RegistryError
+from .errors import ConfigurationError, EngineError, RegistryError
 from .facts import version_tuple
 
 ENGINE_TIP = "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) or point DOCKER_HOST at one"
@@ -253,6 +253,26 @@ class Engine:
             if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
                 return digest
         return attrs["Id"]
+
+    def locked_base(self, ref: str, locked: str | None, *, pull: bool) -> str | None:
+        """The base pinned in the lock (``name@sha256:…`` or a local image id), once it is on this
+        engine (pulled by digest when ``pull``); None when absent. A local base whose tag now names
+        another image is an error: it is not the base that was locked."""
+        if locked is None:
+            raise ConfigurationError(f"{ref} has no pin in the lock file", tip="run `imagekit lock`")
+        if "@" not in locked:
+            attrs = self.inspect_image(ref)
+            if attrs is not None and attrs["Id"] != locked:
+                raise EngineError(
+                    f"the local base {ref} is image {attrs['Id'][:19]}, but the lock pins {locked[:19]}",
+                    tip="a local base is made per host: run `imagekit lock` to pin this host's (or restore the locked one)",
+                )
+            return locked if attrs is not None else None
+        if self.inspect_image(locked) is None:
+            if not pull:
+                return None
+            self.resolve(locked, pull=True)
+        return locked
 
     def pinned(self, ref: str) -> str:
         """``ref`` by digest (name@sha256:…) when the image has a registry digest, else ``ref``.

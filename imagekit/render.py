@@ -9,6 +9,7 @@ from typing import Any
 import jinja2
 
 from .errors import ConfigurationError
+from .lock import Lock
 from .matrix import ImageSpec, Matrix
 
 TEMPLATE = "Dockerfile.j2"
@@ -16,6 +17,10 @@ EXTENSION_TEMPLATE = "Extension.Dockerfile.j2"
 # The build argument that carries an extension's exact parent: its content tag, or its registry
 # digest once it has one (README "Extensions").
 PARENT_ARG = "IMAGEKIT_PARENT"
+# The build argument that carries a base image as pinned in the lock file.
+BASE_ARG = "IMAGEKIT_BASE"
+REQUIREMENTS = "requirements.txt"
+UNLOCKED = "# {image} is not in the lock file: run `imagekit lock`. A build refuses it.\n"
 
 
 def static_labels(image: ImageSpec) -> dict[str, str]:
@@ -64,6 +69,7 @@ class Rendered:
     # Everything sent as the build context, by relative path; the Dockerfile is one of them.
     context: dict[str, bytes]
     parent: Rendered | None = None  # an extension's parent, rendered
+    base_lock: str | None = None  # a base image's pin from the lock file (digest or local image id)
 
     @property
     def dockerfile(self) -> str:
@@ -82,7 +88,7 @@ class Rendered:
 
 
 class Renderer:
-    def __init__(self, matrix: Matrix) -> None:
+    def __init__(self, matrix: Matrix, lock: Lock | None = None) -> None:
         needed = [TEMPLATE] + ([EXTENSION_TEMPLATE] if any(i.extension for i in matrix.images) else [])
         for name in needed:
             if not (matrix.templates_dir / name).is_file():
@@ -91,6 +97,7 @@ class Renderer:
                     tip=f"set `templates:` in the matrix to the folder holding {', '.join(needed)} (relative to the matrix file)",
                 )
         self._matrix = matrix
+        self._lock = lock
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(matrix.templates_dir),
             undefined=jinja2.StrictUndefined,
@@ -100,14 +107,18 @@ class Renderer:
 
     def render(self, image: ImageSpec) -> Rendered:
         ext = image.extension
+        locked = self._lock.images.get(image.id) if self._lock else None
+        requirements = (locked.requirements if locked else UNLOCKED.format(image=image.id)).encode()
         values = {"image": image, "labels": static_labels(image), "expect": expectations(image)}
         if ext is None:
-            return Rendered(image=image, context={"Dockerfile": self._render(TEMPLATE, **values).encode()})
+            text = self._render(TEMPLATE, base_arg=BASE_ARG, **values)
+            return Rendered(image, {"Dockerfile": text.encode(), REQUIREMENTS: requirements}, base_lock=locked.base if locked else None)
         # An extension's own snippet is a template too, rendered with the same values.
         snippet = self._render(ext.snippet_name, source=ext.snippet, **values) if ext.snippet is not None else ""
         env = {key: _dockerfile_quote(value) for key, value in ext.env}
         text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet.strip("\n"), parent_arg=PARENT_ARG, **values)
-        return Rendered(image=image, context={"Dockerfile": text.encode()}, parent=self.render(self._matrix.image(str(image.parent))))
+        parent = self.render(self._matrix.image(str(image.parent)))
+        return Rendered(image, {"Dockerfile": text.encode(), REQUIREMENTS: requirements}, parent=parent)
 
     def _render(self, name: str | None, source: str | None = None, **values: Any) -> str:
         try:

@@ -7,7 +7,10 @@
 
 # Devel images start from a CUDA "devel" image for nvcc and the CUDA headers, needed to compile
 # extensions; the torch wheels still bring their own CUDA 11.8 runtime libraries and cuDNN.
-FROM nvidia/cuda:11.8.0-devel-ubuntu22.04 AS system
+# imagekit passes IMAGEKIT_BASE as the base pinned in the lock file: its registry digest, or for
+# a local base its tag once checked against the locked image id. The default serves a manual build.
+ARG IMAGEKIT_BASE=nvidia/cuda:11.8.0-devel-ubuntu22.04
+FROM ${IMAGEKIT_BASE} AS system
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -29,16 +32,15 @@ FROM system AS torch
 
 # pip's settings (index URL, possibly with credentials, and CA bundle) arrive as the BuildKit
 # secret `pip.conf` and never land in a layer; pip's download cache is a cache mount, so it
-# neither bloats the image nor is fetched again on rebuilds.
+# neither bloats the image nor is fetched again on rebuilds. requirements.txt is the image's set
+# from the lock file, every package pinned with its hashes: pip installs exactly that or fails.
 RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
     --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    --mount=type=bind,source=requirements.txt,target=/run/imagekit/requirements.txt \
     python3.11 -m venv /opt/venv \
     && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
-        torch==2.6.0 \
-        torchaudio==2.6.0 \
-        numpy==2.2.6 \
-        pytest==8.3.5
+        --require-hashes --no-deps -r /run/imagekit/requirements.txt
 
 ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \

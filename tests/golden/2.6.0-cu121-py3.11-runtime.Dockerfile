@@ -8,7 +8,10 @@
 # Runtime images start from a CUDA "base" image (or a plain OS), not "runtime"/"cudnn-runtime":
 # the torch wheels bring their own CUDA 12.4 user-space libraries and cuDNN 9 as nvidia-* pip
 # packages, found by rpath, so a runtime base would duplicate gigabytes torch never loads.
-FROM nvidia/cuda:12.1.1-base-ubuntu22.04 AS system
+# imagekit passes IMAGEKIT_BASE as the base pinned in the lock file: its registry digest, or for
+# a local base its tag once checked against the locked image id. The default serves a manual build.
+ARG IMAGEKIT_BASE=nvidia/cuda:12.1.1-base-ubuntu22.04
+FROM ${IMAGEKIT_BASE} AS system
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -30,16 +33,15 @@ FROM system AS torch
 
 # pip's settings (index URL, possibly with credentials, and CA bundle) arrive as the BuildKit
 # secret `pip.conf` and never land in a layer; pip's download cache is a cache mount, so it
-# neither bloats the image nor is fetched again on rebuilds.
+# neither bloats the image nor is fetched again on rebuilds. requirements.txt is the image's set
+# from the lock file, every package pinned with its hashes: pip installs exactly that or fails.
 RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
     --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    --mount=type=bind,source=requirements.txt,target=/run/imagekit/requirements.txt \
     python3.11 -m venv /opt/venv \
     && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
-        torch==2.6.0 \
-        torchaudio==2.6.0 \
-        numpy==2.2.6 \
-        pytest==8.3.5
+        --require-hashes --no-deps -r /run/imagekit/requirements.txt
 
 ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \

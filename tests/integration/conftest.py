@@ -38,8 +38,21 @@ def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
     overlay = tmp / "e2e.yaml"
     overlay.write_text(f'repository: {repo}\nindexes:\n  cu124: "https://imagekit-e2e:${{IMAGEKIT_E2E_TOKEN}}@pypi.org/simple"\n')
     env = {**os.environ, "IMAGEKIT_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md")}
-    matrices = ["--matrix", "matrix.yaml", "--matrix", "overlays/local-debian.yaml", "--matrix", str(overlay)]
-    yield Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env)
+    # This session's own lock: the local base is made per host, so a committed lock cannot pin it.
+    matrices = [
+        "--matrix",
+        "matrix.yaml",
+        "--matrix",
+        "overlays/local-debian.yaml",
+        "--matrix",
+        str(overlay),
+        "--lock",
+        str(tmp / "e2e.lock"),
+    ]
+    workspace = Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env)
+    locked = workspace.imagekit("lock", *matrices, timeout=600)
+    assert locked.returncode == 0, locked.stdout + locked.stderr
+    yield workspace
 
     for image in engine.client.images.list(name=repo):
         engine.remove_image(image.id)

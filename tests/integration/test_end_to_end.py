@@ -90,7 +90,8 @@ def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine
     # The planted credential reached pip (the build pulled from that index) and nowhere else.
     history = json.dumps(engine.client.api.history(content_tag))
     log = (ws.reports / "logs" / f"build-{IMAGE_ID}.log").read_text()
-    for where, text in {"inspect": json.dumps(attrs), "history": history, "build log": log}.items():
+    lock = Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text()
+    for where, text in {"inspect": json.dumps(attrs), "history": history, "build log": log, "lock file": lock}.items():
         assert ws.token not in text, f"the index credential leaked into the image {where}"
     grep = engine.client.containers.run(
         content_tag,
@@ -141,16 +142,15 @@ def test_an_extension_is_built_on_its_parents_exact_content_and_runs_its_own_tes
 def test_an_extension_cannot_swap_a_package_its_parent_was_tested_with(built, ws, tmp_path):
     assert built.returncode == 0
     overlay = tmp_path / "clash.yaml"
-    # pytest (in the parent) depends on packaging: the parent's installed version is a constraint.
+    # pytest (in the parent) depends on packaging: the parent's locked version is a constraint.
     overlay.write_text('extensions:\n  clash:\n    parent: runtime\n    packages: ["packaging==23.0"]\n')
-    reports = tmp_path / "reports"
-    out = ws.imagekit("build", *ws.matrices, "--matrix", str(overlay), "--only", "*-clash", "--reports", str(reports), "--out", str(ws.out))
-    assert out.returncode == 1, out.stdout + out.stderr
-    states = {c.get("name"): c for c in ET.parse(reports / "junit" / "build.xml").getroot().iter("testcase")}
-    assert set(states) == {IMAGE_ID, f"{IMAGE_ID}-clash"}, "--only an extension builds (here: finds unchanged) its parent first"
-    assert states[IMAGE_ID].find("skipped") is not None
-    log = (reports / "logs" / f"build-{IMAGE_ID}-clash.log").read_text()
-    assert "packaging==23.0" in log and "(constraint)" in log, log[-2000:]
+    args = [*ws.matrices, "--matrix", str(overlay), "--lock", str(tmp_path / "clash.lock")]
+    lock = ws.imagekit("lock", *args, timeout=600)
+    assert lock.returncode == 1, lock.stdout + lock.stderr
+    assert f"{IMAGE_ID}-clash: cannot resolve" in lock.stderr and "packaging" in lock.stderr
+    assert not (tmp_path / "clash.lock").exists(), "a lock that failed for one image must not be half written"
+    build = ws.imagekit("build", *args, "--only", "*-clash", "--reports", str(tmp_path / "reports"))
+    assert build.returncode == 2 and "run `imagekit lock`" in build.stderr
 
 
 def test_unchanged_rebuild_is_skipped(built, ws):
@@ -171,6 +171,8 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     overlay = tmp_path / "broken.yaml"
     overlay.write_text(f'variants:\n  broken:\n    cuda: "12.1.1"\n    wheel: cu124\n    base_image: {broken_base}\n')
     args = ws.args("--matrix", str(overlay), "--gpus", "none")
+    lock = ws.imagekit("lock", *ws.matrices, "--matrix", str(overlay), "--only", "*broken*")
+    assert lock.returncode == 0, lock.stdout + lock.stderr
     build = ws.imagekit("build", *args)
     assert build.returncode == 1, build.stdout + build.stderr
     states = {c.get("name"): c for c in ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")}

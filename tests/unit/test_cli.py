@@ -52,6 +52,13 @@ def test_render_writes_every_selected_context(tmp_path):
 
 def test_unreachable_engine_is_a_clear_error(tmp_path):
     # tests/unit/conftest.py points DOCKER_HOST at a socket that does not exist.
-    out = imagekit("test", "--only", "*cu121*runtime", "--gpus", "none", "--reports", str(tmp_path))
+    local = ["--matrix", "matrix.yaml", "--matrix", "overlays/local-debian.yaml"]  # its lock is committed
+    out = imagekit("test", *local, "--only", "*cu121*runtime", "--gpus", "none", "--reports", str(tmp_path))
     assert out.returncode == 2
     assert "cannot reach the Docker engine" in out.stderr and "TIP" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_build_without_a_lock_file_says_how_to_make_one(tmp_path):
+    out = imagekit("build", "--lock", str(tmp_path / "nope.lock"))
+    assert out.returncode == 2
+    assert f"no lock file {tmp_path / 'nope.lock'}" in out.stderr and "run `imagekit lock`" in out.stderr

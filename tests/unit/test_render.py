@@ -46,15 +46,15 @@ def test_runtime_and_devel_differ_where_they_should(matrix):
     r = Renderer(matrix)
     runtime = r.render(next(i for i in matrix.images if i.id == "2.6.0-cu121-py3.11-runtime")).dockerfile
     devel = r.render(next(i for i in matrix.images if i.id == "2.6.0-cu121-py3.11-devel")).dockerfile
-    assert "FROM nvidia/cuda:12.1.1-base-ubuntu22.04 AS system" in runtime
-    assert "cudnn" not in runtime.split("FROM", 1)[1].split("\n", 1)[0]
-    assert "FROM nvidia/cuda:12.1.1-devel-ubuntu22.04 AS system" in devel
+    assert "ARG IMAGEKIT_BASE=nvidia/cuda:12.1.1-base-ubuntu22.04\nFROM ${IMAGEKIT_BASE} AS system" in runtime
+    assert "ARG IMAGEKIT_BASE=nvidia/cuda:12.1.1-devel-ubuntu22.04\nFROM ${IMAGEKIT_BASE} AS system" in devel
     assert "FROM torch AS devel" in devel and "AS devel" not in runtime
     for text in (runtime, devel):
         assert "\nUSER 1000\n" in text
         assert "NVIDIA_VISIBLE_DEVICES=all" in text and "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in text
         assert "--mount=type=cache,id=imagekit-pip,target=/root/.cache/pip" in text
         assert "--mount=type=secret,id=pip.conf" in text
+        assert "--require-hashes --no-deps -r /run/imagekit/requirements.txt" in text
         assert not re.search(r"^#\s*syntax=", text, re.MULTILINE), "a syntax line makes BuildKit pull from Docker Hub"
 
 
@@ -94,7 +94,7 @@ def test_write_replaces_stale_files(matrix, tmp_path):
     folder = rendered.write(tmp_path)
     (folder / "leftover").write_text("x")
     rendered.write(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile"]
+    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "requirements.txt"]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_
     assert rendered.parent is not None and rendered.parent.image.id == "2.6.0-cu121-py3.11-runtime"
     assert "ARG IMAGEKIT_PARENT=example/pytorch:2.6.0-cu121-py3.11-runtime\nFROM ${IMAGEKIT_PARENT}\n" in text
     assert "apt-get install -y --no-install-recommends git tini=0.19.0-1" in text
-    assert "--constraint /tmp/parent-constraints.txt" in text and "tensorboardX==2.6.2.2" in text
+    assert "--constraint /tmp/parent-constraints.txt -r /run/imagekit/requirements.txt" in text
     # Quotes and backslashes escaped; $HOME left for the Dockerfile to expand.
     assert 'QUOTED="say \\"hi\\" \\\\ $HOME"' in text
     assert 'RUN echo "2.6.0-cu121-py3.11-runtime-tracking extends 2.6.0-cu121-py3.11-runtime"' in text
@@ -117,7 +117,20 @@ def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_
     assert 'io.imagekit.parent="2.6.0-cu121-py3.11-runtime"' in text and 'io.imagekit.extension="tracking"' in text
     assert text.rstrip().endswith("USER 1000\nWORKDIR /home/imagekit")
     jupyter = Renderer(extended).render(extended.image("2.6.0-cu121-py3.11-devel-jupyter")).dockerfile
-    assert "apt-get" not in jupyter and "From ext/" not in jupyter and "jupyterlab==4.3.5" in jupyter
+    assert "apt-get" not in jupyter and "From ext/" not in jupyter and "-r /run/imagekit/requirements.txt" in jupyter
+
+
+def test_the_build_context_carries_the_locked_requirement_set(extended):
+    from imagekit.lock import Lock, Locked
+
+    image = extended.image("2.6.0-cu121-py3.11-runtime")
+    unlocked = Renderer(extended).render(image)
+    assert unlocked.context["requirements.txt"].decode().startswith(f"# {image.id} is not in the lock file: run `imagekit lock`")
+    assert unlocked.base_lock is None
+    lock = Lock(Path("x.lock"), {image.id: Locked("i", "sha256:" + "a" * 64, "torch==2.6.0 \\\n    --hash=sha256:" + "b" * 64 + "\n")})
+    locked = Renderer(extended, lock).render(image)
+    assert locked.context["requirements.txt"] == lock.images[image.id].requirements.encode()
+    assert locked.base_lock == "sha256:" + "a" * 64 and locked.context["Dockerfile"] == unlocked.context["Dockerfile"]
 
 
 def test_a_broken_snippet_names_its_file(extended, tmp_path):

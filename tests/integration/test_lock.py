@@ -1,0 +1,102 @@
+"""The lock file on real parts: uv resolving against PyPI, bases pinned on the engine, and pip's
+hash checking inside a real BuildKit build."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_workspace import IMAGE_ID, Workspace
+
+pytestmark = pytest.mark.docker
+
+
+def lock_file(ws: Workspace) -> Path:
+    return Path(ws.matrices[ws.matrices.index("--lock") + 1])
+
+
+def with_lock(ws: Workspace, lock: Path) -> list[str]:
+    args = list(ws.matrices)
+    args[args.index("--lock") + 1] = str(lock)
+    return args
+
+
+def test_the_lock_pins_the_whole_set_with_hashes_and_rewrites_to_the_same_bytes(ws, tmp_path):
+    data = yaml.safe_load(lock_file(ws).read_text())
+    entry = data["images"][IMAGE_ID]
+    assert entry["base"].startswith("sha256:"), "a local base is pinned by its image id"
+    pinned = dict(re.findall(r"^([a-z0-9._-]+)==(\S+) \\$", entry["requirements"], re.MULTILINE))
+    # torch's CUDA libraries come in as pinned wheels too, not only what the matrix names.
+    assert pinned["torch"] == "2.6.0" and pinned["nvidia-cudnn-cu12"] == "9.1.0.70" and pinned["numpy"] == "2.2.6"
+    blocks = entry["requirements"].split("==")[1:]
+    assert blocks and all("--hash=sha256:" in b for b in blocks), "every package carries its hashes"
+
+    again = tmp_path / "again.lock"
+    out = ws.imagekit("lock", *with_lock(ws, again))
+    assert out.returncode == 0, out.stderr
+    assert again.read_text() == lock_file(ws).read_text()
+    check = ws.imagekit("lock", "--check", *ws.matrices)
+    assert check.returncode == 0 and "is current" in check.stderr, check.stderr
+
+    # Locking again keeps current entries as they are: no drift to newer releases of anything.
+    data = yaml.safe_load(again.read_text())
+    data["images"][IMAGE_ID]["requirements"] += "# kept, not re-resolved\n"
+    again.write_text(yaml.safe_dump(data))
+    out = ws.imagekit("lock", *with_lock(ws, again))
+    assert out.returncode == 0 and "kept" in out.stdout, out.stdout + out.stderr
+    assert yaml.safe_load(again.read_text())["images"][IMAGE_ID]["requirements"].endswith("# kept, not re-resolved\n")
+
+
+def test_a_changed_pin_makes_the_lock_stale_for_check_and_build(ws, tmp_path):
+    overlay = tmp_path / "bump.yaml"
+    overlay.write_text('packages: ["numpy==2.2.5", "pytest==8.3.5"]\n')
+    check = ws.imagekit("lock", "--check", *ws.matrices, "--matrix", str(overlay))
+    assert check.returncode == 1
+    assert f"{IMAGE_ID} is stale in {lock_file(ws)}" in check.stderr and "run `imagekit lock`" in check.stderr
+    build = ws.imagekit("build", *ws.matrices, "--matrix", str(overlay), "--reports", str(tmp_path / "r"), "--out", str(ws.out))
+    assert build.returncode == 2 and "the lock does not match the matrix" in build.stderr and "run `imagekit lock`" in build.stderr
+
+
+def test_a_tampered_hash_is_refused_by_the_build(ws, engine, tmp_path):
+    text = lock_file(ws).read_text()
+    # Every hash of one small package in the base image's set: pip must refuse the real download.
+    start = text.index("iniconfig==", text.index(f"{IMAGE_ID}:"))
+    end = text.index("# via", start)
+    tampered = tmp_path / "tampered.lock"
+    tampered.write_text(text[:start] + re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, text[start:end]) + text[end:])
+    before = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")
+
+    reports = tmp_path / "reports"
+    build = ws.imagekit("build", *with_lock(ws, tampered), "--only", IMAGE_ID, "--reports", str(reports), "--out", str(tmp_path / "out"))
+    assert build.returncode == 1, build.stdout + build.stderr
+    log = (reports / "logs" / f"build-{IMAGE_ID}.log").read_text()
+    assert "DO NOT MATCH THE HASHES" in log and "iniconfig" in log, log[-2000:]
+    after = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")
+    assert (after or {}).get("Id") == (before or {}).get("Id"), "a refused build must not move the image's tag"
+
+
+def test_a_local_base_that_is_not_the_locked_one_is_refused(ws, tmp_path):
+    data = yaml.safe_load(lock_file(ws).read_text())
+    data["images"][IMAGE_ID]["base"] = "sha256:" + "f" * 64
+    other = tmp_path / "other-base.lock"
+    other.write_text(yaml.safe_dump(data))
+    reports = tmp_path / "reports"
+    build = ws.imagekit("build", *with_lock(ws, other), "--only", IMAGE_ID, "--reports", str(reports), "--out", str(tmp_path / "out"))
+    assert build.returncode == 1, build.stdout + build.stderr
+    failure = ET.parse(reports / "junit" / "build.xml").getroot().find(".//failure")
+    assert failure is not None and "but the lock pins sha256:ffffffffffff" in failure.get("message")
+    assert "run `imagekit lock`" in failure.get("message")
+
+
+def test_an_unreachable_index_fails_the_lock_naming_it_without_its_credential(ws, tmp_path):
+    overlay = tmp_path / "unreachable.yaml"
+    overlay.write_text('indexes:\n  cu124: "https://imagekit:${IMAGEKIT_E2E_TOKEN}@127.0.0.1:9/simple"\n')
+    target = tmp_path / "unreachable.lock"
+    out = ws.imagekit("lock", *with_lock(ws, target), "--matrix", str(overlay))
+    assert out.returncode == 1
+    assert "cannot resolve torch==2.6.0" in out.stderr and "against https://127.0.0.1:9/simple" in out.stderr
+    assert "--only" in out.stderr and not target.exists()
+    assert ws.token not in out.stdout + out.stderr
