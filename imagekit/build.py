@@ -5,7 +5,7 @@ stops or hides the others (its extensions are reported as blocked)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,19 +78,9 @@ class BuildRun:
                 # The moving tag follows the content tag, even if something else was tagged meanwhile.
                 self.engine.tag(ident.content_tag, image.tag)
                 return outcome("unchanged", content_tag=ident.content_tag, message=ident.content_tag)
-            context = rendered.write(self.render_dir)
             log_path = self.logs_dir / f"build-{image.id}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            if ident.parent:
-                build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)}
-            else:  # a local base has no digest to build FROM: its tag, checked against the lock just now
-                build_args = {BASE_ARG: ident.base_ref if "@" in ident.base_ref else image.base_image}
-            argv, env = self.builder.command(context, ident.tags, ident.labels(self.provenance), secrets, build_args)
             board.set(image.id, "building")
-            # Line-buffered, so `tail -f` on the log follows the build as it happens.
-            with log_path.open("w", encoding="utf-8", buffering=1) as log:
-                log.write("$ " + " ".join(argv) + "\n")
-                rc = run_build(argv, env, log, self.procs, lambda line: board.set(image.id, "building", line))
+            rc = self.docker_build(ident, secrets, ident.tags, log_path, lambda line: board.set(image.id, "building", line))
             if rc != 0:
                 return outcome("failed", content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}")
             if self.engine.inspect_image(ident.content_tag) is None:
@@ -103,6 +93,30 @@ class BuildRun:
             return outcome("failed", message=f"{exc.message} ({exc.tip})" if exc.tip else exc.message)
         except Exception as exc:  # noqa: BLE001 - one image's surprise must not stop the others
             return outcome("failed", message=f"{type(exc).__name__}: {exc}")
+
+    def docker_build(
+        self,
+        ident: Identity,
+        secrets: dict[str, Path],
+        tags: list[str],
+        log_path: Path,
+        on_line: Callable[[str], None],
+        *,
+        no_cache: bool = False,
+    ) -> int:
+        """Run the BuildKit build of ``ident`` into ``tags``, logging to ``log_path``; its exit code."""
+        image = ident.rendered.image
+        context = ident.rendered.write(self.render_dir)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if ident.parent:
+            build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)}
+        else:  # a local base has no digest to build FROM: its tag, checked against the lock already
+            build_args = {BASE_ARG: ident.base_ref if "@" in ident.base_ref else image.base_image}
+        argv, env = self.builder.command(context, tags, ident.labels(self.provenance), secrets, build_args, no_cache=no_cache)
+        # Line-buffered, so `tail -f` on the log follows the build as it happens.
+        with log_path.open("w", encoding="utf-8", buffering=1) as log:
+            log.write("$ " + " ".join(argv) + "\n")
+            return run_build(argv, env, log, self.procs, on_line)
 
 
 def _built_on(layers: list[str], parent_layers: list[str]) -> bool:

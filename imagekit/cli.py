@@ -13,15 +13,17 @@ from pathlib import Path
 
 from . import console, reports
 from . import lock as lock_mod
-from .build import build_images
+from .build import BuildRun, build_images
 from .doctor import run_checks
 from .engine import Engine, find_builder
 from .errors import ConfigurationError, ImagekitError, RunFailed
 from .matrix import Matrix, load_matrix
+from .pip_secrets import pip_secrets
 from .provenance import collect
 from .publish import Publisher, Retry, publish_images
 from .render import Rendered, Renderer, expectations, variant_drivers
 from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
+from .verify import verify_one
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 _GPUS = re.compile(r"^(all|none|auto|device=\d+(,\d+)*)$")
@@ -111,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "publish", parents=[common, render_out, outputs, run_opts], help="push tested images to the registry, immutable tag first"
     )
+
+    vf = sub.add_parser(
+        "verify", parents=[common, render_out, outputs], help="rebuild images without the build cache and compare their file trees"
+    )
+    vf.add_argument("images", nargs="+", metavar="IMAGE", help="image id or glob, e.g. 2.6.0-cu121-py3.11-runtime")
 
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p
@@ -349,6 +356,29 @@ def _counts(s: reports.SuiteSummary | None) -> list[str]:
     return [str(s.passed), str(s.failed), str(s.skipped)] if s else ["–"] * 3
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    args.only = [*(args.only or []), *args.images]
+    matrix, rendered = _selected(args)
+    run = BuildRun(_engine(), find_builder(), collect(matrix.files[0].parent, matrix.source), args.out, args.reports / "logs")
+    outcomes = []
+    with pip_secrets({r.image.index_url for r in rendered}) as secrets:
+        for r in rendered:
+            outcomes.append(verify_one(r, run, secrets[r.image.index_url], args.reports))
+    for o in outcomes:
+        for d in o.differences[:50]:
+            console.info(f"{o.image_id}: {d.path}: {d.what}")
+        if len(o.differences) > 50:
+            console.info(f"{o.image_id}: … {len(o.differences) - 50} more in {args.reports / f'verify-{o.image_id}.json'}")
+    console.table(
+        "verify summary", ["image", "result", "time", "detail"], [[o.image_id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes]
+    )
+    bad = [o.image_id for o in outcomes if o.state != "same"]
+    if bad:
+        raise RunFailed(f"{len(bad)} of {len(outcomes)} image(s) did not rebuild to the same content: {', '.join(bad)}",
+                        tip=f"the differing paths are listed above and in {args.reports}/verify-<image>.json")  # fmt: skip
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     images = _matrix(args).select(args.only) if (args.matrix or DEFAULT_MATRIX.is_file()) else []
     checks = run_checks(images, Engine())
@@ -362,7 +392,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "matrix": cmd_matrix, "render": cmd_render, "lock": cmd_lock, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke,
-    "publish": cmd_publish, "doctor": cmd_doctor,
+    "publish": cmd_publish, "verify": cmd_verify, "doctor": cmd_doctor,
 }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ BuildKit's cache and secret mounts, so builds go through the docker CLI: `docker
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -57,9 +58,13 @@ class Builder:
         labels: dict[str, str],
         secrets: dict[str, Path],
         build_args: dict[str, str] | None = None,
+        *,
+        no_cache: bool = False,
     ) -> tuple[list[str], dict[str, str]]:
         argv = [self.docker, "buildx", "build", "--load"] if self.kind == "buildx" else [self.docker, "build"]
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
+        if no_cache:
+            argv.append("--no-cache")
         for tag in tags:
             argv += ["--tag", tag]
         for key, value in sorted((build_args or {}).items()):
@@ -313,6 +318,13 @@ class Engine:
             pass
 
     @contextmanager
+    def exported(self, ref: str) -> Iterator[IO[bytes]]:
+        """The file tree of image ``ref`` as a tar stream (`docker export` of a container created,
+        never started, from it and removed afterwards)."""
+        with self._container(image=ref, command=["/"], labels={CONTAINER_LABEL: "export"}) as container:
+            yield _ChunkReader(container.export(chunk_size=1 << 20))
+
+    @contextmanager
     def _container(self, **kwargs: Any) -> Iterator[Any]:
         container = self.client.containers.create(**kwargs)
         try:
@@ -381,3 +393,23 @@ def nvidia_runtime_present(info: dict[str, Any]) -> bool:
     """Whether `--gpus` can work: the engine knows the nvidia runtime, or the container toolkit's
     hook that dockerd calls for device requests is installed."""
     return "nvidia" in (info.get("Runtimes") or {}) or shutil.which("nvidia-container-runtime-hook") is not None
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks (docker-py streams exports that way)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n

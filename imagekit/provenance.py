@@ -36,8 +36,9 @@ def collect(matrix_dir: Path, source: str | None) -> Provenance:
     revision = _git(matrix_dir, "rev-parse", "HEAD")
     if revision and _git(matrix_dir, "status", "--porcelain", "--untracked-files=no"):
         revision += "-dirty"
-    # SOURCE_DATE_EPOCH when the caller sets it (reproducible-builds.org convention), else now.
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    # SOURCE_DATE_EPOCH when the caller sets it (reproducible-builds.org convention), else the last
+    # commit's time, so two builds of one commit carry the same date; now only outside git.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git(matrix_dir, "log", "-1", "--format=%ct")
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
     return Provenance(
         revision=revision,

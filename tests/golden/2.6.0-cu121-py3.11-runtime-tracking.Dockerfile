@@ -12,18 +12,19 @@ USER 0
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # requirements.txt is the extension's set from the lock file (its parent's set plus its own
 # packages, resolved with the parent's versions as constraints), every package pinned with its
 # hashes. Everything the parent has installed is a constraint here too: an extension adds
-# packages, it never swaps out the torch stack its parent was tested with.
+# packages, it never swaps out the torch stack its parent was tested with. SOURCE_DATE_EPOCH: see
+# Dockerfile.j2 (hash-based .pyc files, the same bytes on every build).
 RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
     --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
     --mount=type=bind,source=requirements.txt,target=/run/imagekit/requirements.txt \
     /opt/venv/bin/pip list --format=freeze > /tmp/parent-constraints.txt \
-    && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+    && SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
         --require-hashes --no-deps --constraint /tmp/parent-constraints.txt -r /run/imagekit/requirements.txt \
     && rm /tmp/parent-constraints.txt
 

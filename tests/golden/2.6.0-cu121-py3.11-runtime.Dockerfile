@@ -23,7 +23,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
 RUN if ! command -v python3.11 >/dev/null || ! python3.11 -c "import venv, ensurepip"; then \
         apt-get update \
         && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
-        && rm -rf /var/lib/apt/lists/*; \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi
 
 # Non-root by default. Override with `docker run --user root`, or `USER root` in a derived image.
@@ -35,12 +35,15 @@ FROM system AS torch
 # secret `pip.conf` and never land in a layer; pip's download cache is a cache mount, so it
 # neither bloats the image nor is fetched again on rebuilds. requirements.txt is the image's set
 # from the lock file, every package pinned with its hashes: pip installs exactly that or fails.
+# SOURCE_DATE_EPOCH (any value) makes the .pyc files that pip, and ensurepip for pip itself,
+# compile carry source hashes instead of install times: two builds write the same bytes
+# (`imagekit verify`).
 RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
     --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
     --mount=type=bind,source=requirements.txt,target=/run/imagekit/requirements.txt \
-    python3.11 -m venv /opt/venv \
-    && PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+    SOURCE_DATE_EPOCH=0 python3.11 -m venv /opt/venv \
+    && SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
         --require-hashes --no-deps -r /run/imagekit/requirements.txt
 
 ENV PATH=/opt/venv/bin:$PATH \

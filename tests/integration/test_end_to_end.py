@@ -15,10 +15,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import yaml
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, ROOT, Workspace, failures, run_suite
 from helpers import xmllint_schema
 
 from imagekit.engine import CONTAINER_LABEL, Engine
+from imagekit.verify import stamped
 
 pytestmark = pytest.mark.docker
 
@@ -322,3 +324,42 @@ def test_require_gpu_turns_the_skip_into_a_failure(built, ws, engine, tmp_path):
     found = failures(root)
     assert set(found) == {"test_gpu_detected", "test_gpu_matches_cpu", "test_gpu_arch_supported", "test_driver_new_enough"}
     assert all("no GPU visible: run with --gpus all; --require-gpu was given" in m for m in found.values())
+
+
+def test_verify_rebuilds_both_images_to_the_same_file_tree(built, ws, engine):
+    """Issue 5's proof on this machine's BuildKit 0.8 (no timestamp rewriting): a cold rebuild of
+    the locked base image and of its extension gives the same files, byte for byte."""
+    assert built.returncode == 0
+    out = ws.imagekit("verify", *ws.args(), IMAGE_ID, EXTENSION_ID, timeout=1800)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for image_id in (IMAGE_ID, EXTENSION_ID):
+        record = json.loads((ws.reports / f"verify-{image_id}.json").read_text())
+        assert record["state"] == "same" and record["differences"] == [], record["message"]
+        assert "same inputs" in record["message"] and all(stamped(p) for p in record["allowed"])
+        log = (ws.reports / "logs" / f"verify-{image_id}.log").read_text()
+        assert "--no-cache" in log.splitlines()[0] and " CACHED" not in log, "the rebuild must not come from the build cache"
+    assert not [t for i in engine.client.images.list(name=ws.repo) for t in i.tags if t.endswith("-verify")]
+
+
+def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
+    assert built.returncode == 0
+    overlay = tmp_path / "bump.yaml"
+    overlay.write_text('extensions:\n  tracking:\n    packages: ["tensorboardX==2.6.2.2", "protobuf==5.29.2"]\n')
+    lock = tmp_path / "bump.lock"
+    lock.write_text(Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text())
+    changed = ["--matrix", str(overlay), "--lock", str(lock)]
+    check = ws.imagekit("lock", "--check", *ws.matrices, *changed)
+    assert check.returncode == 1 and f"{EXTENSION_ID} is stale" in check.stderr
+    relock = ws.imagekit("lock", *ws.matrices, *changed)
+    assert relock.returncode == 0, relock.stderr
+    assert "protobuf==5.29.2" in yaml.safe_load(lock.read_text())["images"][EXTENSION_ID]["requirements"]
+
+    out = ws.imagekit("verify", *ws.args(*changed), EXTENSION_ID, timeout=1200)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    record = json.loads((ws.reports / f"verify-{EXTENSION_ID}.json").read_text())
+    assert record["state"] == "different" and "inputs changed since it was built" in record["message"]
+    whats = {d["path"]: d["what"] for d in record["differences"]}
+    site = "opt/venv/lib/python3.11/site-packages"
+    assert whats[f"{site}/protobuf-5.29.2.dist-info/METADATA"] == "only in the rebuild"
+    assert whats[f"{site}/protobuf-5.29.3.dist-info/METADATA"] == "only in the original"
+    assert f"{site}/protobuf-5.29.2.dist-info" in out.stderr, "the differing paths are printed"

@@ -44,6 +44,9 @@ def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monk
     assert (builder.kind, builder.docker) == ("buildkit", str(old))
     argv, env = builder.command(tmp_path, ["r:a"], {}, {})
     assert argv[:2] == [str(old), "build"] and env["DOCKER_BUILDKIT"] == "1"
+    assert "--no-cache" not in argv and "--build-arg" not in argv
+    argv, _ = builder.command(tmp_path, ["r:a"], {}, {}, {"IMAGEKIT_BASE": "b@sha256:1"}, no_cache=True)
+    assert "--no-cache" in argv and argv[argv.index("--build-arg") + 1] == "IMAGEKIT_BASE=b@sha256:1"
 
 
 def test_no_usable_cli_names_what_to_install(tmp_path, monkeypatch):

@@ -60,3 +60,18 @@ def test_source_label_is_a_credential_free_url_or_nothing():
     assert public_url("git@git.example:ml/images.git") == "git@git.example:ml/images.git"
     assert public_url("/work/main") is None
     assert public_url(None) is None
+
+
+def test_created_is_the_last_commit_time_unless_source_date_epoch_is_set(tmp_path, monkeypatch):
+    import subprocess
+
+    from imagekit.provenance import collect
+
+    env = {"GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "x"],
+                   check=True, env=env)  # fmt: skip
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert collect(tmp_path, None).created == "2026-01-02T03:04:05Z"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    assert collect(tmp_path, None).created == "1970-01-01T00:00:00Z"
