@@ -100,6 +100,9 @@ class Lock:
             return f"{image.id} is stale in {self.path}: the matrix (or its parent's lock) changed since it was locked"
         return None
 
+    def problems(self, images: list[ImageSpec]) -> list[str]:
+        return [p for p in (self.problem(i) for i in images) if p]
+
     def strays(self, matrix: Matrix) -> list[str]:
         ids = {i.id for i in matrix.images}
         return sorted(k for k in self.images if k not in ids)
