@@ -4,6 +4,7 @@ stops or hides the others (its extensions are reported as blocked)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -14,11 +15,15 @@ from . import console
 from .engine import Builder, BuildProcesses, Engine, run_build
 from .errors import ImagekitError
 from .identity import Identity, identify
-from .matrix import ImageSpec
+from .matrix import ImageSpec, SizeBudget
+from .package_manifest import human
+from .package_manifest import read as read_manifest
 from .pip_secrets import pip_secrets
 from .provenance import Provenance
 from .render import BASE_ARG, PARENT_ARG, Rendered
-from .reports import BUILD_SUITE, Case, Suite, log_tail, write_suites
+from .reports import BUILD_SUITE, Case, Suite, log_tail, write_atomic, write_suites
+from .reproducibility import Reproducibility
+from .size_budget import over_budget
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class BuildOutcome:
     content_tag: str | None = None
     log: Path | None = None
     message: str = ""
+    size: int | None = None  # bytes, once the image exists
+    details: tuple[str, ...] = ()  # an over-budget image: by how much, and its largest layers and packages
 
     def case(self) -> Case:
         case = Case(name=self.image.id, classname=BUILD_SUITE, time=self.seconds)
@@ -59,6 +66,8 @@ class BuildRun:
     provenance: Provenance
     render_dir: Path
     logs_dir: Path
+    size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
+    reproducibility: Reproducibility | None = None  # None: pass the builder nothing for it
     procs: BuildProcesses = field(default_factory=BuildProcesses)
 
     def one(self, rendered: Rendered, secrets: dict[str, Path], board: console.StatusBoard) -> BuildOutcome:
@@ -77,7 +86,7 @@ class BuildRun:
             if self.engine.inspect_image(ident.content_tag) is not None:
                 # The moving tag follows the content tag, even if something else was tagged meanwhile.
                 self.engine.tag(ident.content_tag, image.tag)
-                return outcome("unchanged", content_tag=ident.content_tag, message=ident.content_tag)
+                return self._measured(ident, "unchanged", None, outcome)
             log_path = self.logs_dir / f"build-{image.id}.log"
             board.set(image.id, "building")
             rc = self.docker_build(ident, secrets, ident.tags, log_path, lambda line: board.set(image.id, "building", line))
@@ -88,11 +97,37 @@ class BuildRun:
             if ident.parent and not _built_on(self.engine.layers(ident.content_tag), self.engine.layers(ident.parent.content_tag)):
                 # The parent's tag moved during the build, or the snippet changed FROM: not the tested parent.
                 return outcome("failed", log=log_path, message=f"{ident.content_tag} does not start with its parent's layers")
-            return outcome("built", content_tag=ident.content_tag, log=log_path, message=ident.content_tag)
+            return self._measured(ident, "built", log_path, outcome)
         except ImagekitError as exc:
             return outcome("failed", message=f"{exc.message} ({exc.tip})" if exc.tip else exc.message)
         except Exception as exc:  # noqa: BLE001 - one image's surprise must not stop the others
             return outcome("failed", message=f"{type(exc).__name__}: {exc}")
+
+    def _measured(self, ident: Identity, state: str, log: Path | None, outcome: Callable[..., BuildOutcome]) -> BuildOutcome:
+        """Record the image's size and package manifest (reports/manifests/<id>.json), and fail it
+        when it is over its size budget: then its tags are removed, so nothing over budget is left
+        to test or publish (a rebuild from the build cache brings it back in seconds)."""
+        image = ident.rendered.image
+        size = int((self.engine.inspect_image(ident.content_tag) or {}).get("Size") or 0)
+        record: dict[str, object] = {"image": image.id, "content_tag": ident.content_tag, "size": size}
+        try:
+            record["manifest"] = read_manifest(self.engine, ident.content_tag).as_dict()
+        except ImagekitError as exc:  # a site's own template may not write one; sizes still count
+            record["manifest"] = None
+            record["manifest_problem"] = exc.message
+        record["layers"] = [{"size": s, "created_by": c} for s, c in self.engine.history(ident.content_tag)]
+        write_atomic(self.logs_dir.parent / "manifests" / f"{image.id}.json", json.dumps(record, indent=2) + "\n")
+        budget = self.size_budgets.get(image.id)
+        details = over_budget(self.engine, ident.content_tag, size, budget) if budget else []
+        if details:
+            for tag in ident.tags:
+                self.engine.remove_image(tag)
+            path = self.logs_dir / f"size-{image.id}.log"
+            write_atomic(path, "\n".join(details) + "\n")
+            return outcome(
+                "failed", log=path, size=size, details=tuple(details), message=f"{details[0]}; its tags were removed; see {path}"
+            )
+        return outcome(state, content_tag=ident.content_tag, log=log, size=size, message=f"{ident.content_tag}, {human(size)}")
 
     def docker_build(
         self,
@@ -112,7 +147,17 @@ class BuildRun:
             build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)}
         else:  # a local base has no digest to build FROM: its tag, checked against the lock already
             build_args = {BASE_ARG: ident.base_ref if "@" in ident.base_ref else image.base_image}
-        argv, env = self.builder.command(context, tags, ident.labels(self.provenance), secrets, build_args, no_cache=no_cache)
+        repro = self.reproducibility
+        argv, env = self.builder.command(
+            context,
+            tags,
+            ident.labels(self.provenance),
+            secrets,
+            build_args,
+            no_cache=no_cache,
+            source_date_epoch=self.provenance.epoch if repro and repro.source_date_epoch else None,
+            rewrite_timestamp=bool(repro and repro.rewrite_timestamp),
+        )
         # Line-buffered, so `tail -f` on the log follows the build as it happens.
         with log_path.open("w", encoding="utf-8", buffering=1) as log:
             log.write("$ " + " ".join(argv) + "\n")
@@ -132,8 +177,10 @@ def build_images(
     jobs: int,
     render_dir: Path,
     reports_dir: Path,
+    size_budgets: dict[str, SizeBudget] | None = None,
+    reproducibility: Reproducibility | None = None,
 ) -> list[BuildOutcome]:
-    run = BuildRun(engine, builder, provenance, render_dir, reports_dir / "logs")
+    run = BuildRun(engine, builder, provenance, render_dir, reports_dir / "logs", size_budgets or {}, reproducibility)
     board = console.StatusBoard([r.image.id for r in rendered])
     with pip_secrets({r.image.index_url for r in rendered}) as secrets, board.shown():
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

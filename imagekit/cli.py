@@ -9,9 +9,10 @@ import os
 import re
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from . import console, reports
+from . import console, package_manifest, reports, reproducibility
 from . import lock as lock_mod
 from .build import BuildRun, build_images
 from .doctor import run_checks
@@ -119,6 +120,14 @@ def parser() -> argparse.ArgumentParser:
     )
     vf.add_argument("images", nargs="+", metavar="IMAGE", help="image id or glob, e.g. 2.6.0-cu121-py3.11-runtime")
 
+    mf = sub.add_parser("manifest", parents=[common], help="what is inside an image: pip and apt packages, CUDA libraries, sizes")
+    mf.add_argument("image", metavar="IMAGE", help="a matrix image id (its tag), or any image reference (pulled when absent)")
+    mf.add_argument("--format", choices=["table", "json"], default="table")
+    df = sub.add_parser("diff", parents=[common], help="what changed between two images; exit 1 when they differ, like diff(1)")
+    df.add_argument("old", metavar="A", help="a matrix image id, or any image reference (pulled when absent)")
+    df.add_argument("new", metavar="B", help="the same, compared with A")
+    df.add_argument("--format", choices=["table", "json"], default="table")
+
     sub.add_parser("doctor", parents=[common], help="what this host can build and run")
     return p
 
@@ -224,7 +233,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     matrix, rendered = _selected(args, with_parents=True)
     builder = find_builder()
     engine = _engine()
+    repro = reproducibility.detect(builder, engine)
     console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
+    console.info(f"reproducibility on this builder: {repro.describe()}")
     outcomes = build_images(
         rendered,
         engine=engine,
@@ -233,9 +244,16 @@ def cmd_build(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         render_dir=args.out,
         reports_dir=args.reports,
+        size_budgets=matrix.size_budgets,
+        reproducibility=repro,
     )
+    for o in outcomes:
+        for line in o.details:
+            console.info(f"{o.image.id}: {line}")
     console.table(
-        "build summary", ["image", "result", "time", "detail"], [[o.image.id, o.state, f"{o.seconds:.0f}s", o.message] for o in outcomes]
+        "build summary",
+        ["image", "result", "time", "size", "detail"],
+        [[o.image.id, o.state, f"{o.seconds:.0f}s", package_manifest.human(o.size) if o.size else "–", o.message] for o in outcomes],
     )
     failed = [o.image.id for o in outcomes if o.state in ("failed", "blocked")]
     if failed:
@@ -359,7 +377,11 @@ def _counts(s: reports.SuiteSummary | None) -> list[str]:
 def cmd_verify(args: argparse.Namespace) -> int:
     args.only = [*(args.only or []), *args.images]
     matrix, rendered = _selected(args)
-    run = BuildRun(_engine(), find_builder(), collect(matrix.files[0].parent, matrix.source), args.out, args.reports / "logs")
+    engine, builder = _engine(), find_builder()
+    repro = reproducibility.detect(builder, engine)
+    console.info(f"reproducibility on this builder: {repro.describe()}")
+    provenance = collect(matrix.files[0].parent, matrix.source)
+    run = BuildRun(engine, builder, provenance, args.out, args.reports / "logs", reproducibility=repro)
     outcomes = []
     with pip_secrets({r.image.index_url for r in rendered}) as secrets:
         for r in rendered:
@@ -379,6 +401,54 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_ref(args: argparse.Namespace, engine: Engine, name: str) -> str:
+    """A matrix image id names its moving tag; anything else is an image reference, pulled when absent."""
+    if args.matrix or DEFAULT_MATRIX.is_file():
+        matrix = _matrix(args)
+        if any(i.id == name for i in matrix.images):
+            name = matrix.image(name).tag
+    engine.ensure(name)
+    return name
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    engine = _engine()
+    m = package_manifest.read(engine, _image_ref(args, engine, args.image))
+    if args.format == "json":
+        console.print_json(m.as_dict())
+        return 0
+    cuda = ", ".join(f"{n} {v}" for n, v in m.cuda_libraries.items()) or "none"
+    console.info(f"{m.ref} ({m.image_id}): {package_manifest.human(m.size)}, Python {m.python}")
+    console.info(
+        f"CUDA: toolkit {m.cuda_toolkit or 'none (not a CUDA base)'}, torch built for {m.torch_cuda or 'no CUDA'}; libraries: {cuda}"
+    )
+    console.table(
+        None,
+        ["kind", "package", "version", "size"],
+        [
+            [p.kind, p.name, p.version, package_manifest.human(p.size)]
+            for p in sorted(m.packages.values(), key=lambda p: (p.kind != "pip", p.name))
+        ],
+    )
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    engine = _engine()
+    a = package_manifest.read(engine, _image_ref(args, engine, args.old))
+    b = package_manifest.read(engine, _image_ref(args, engine, args.new))
+    changes = package_manifest.diff(a, b)
+    if args.format == "json":
+        console.print_json({"a": a.ref, "b": b.ref, "changes": [asdict(c) for c in changes]})
+    elif not changes:
+        console.info(f"{a.ref} and {b.ref} hold the same packages, versions and sizes")
+    else:
+        console.info(f"from {a.ref} to {b.ref}: {sum(c.what in ('pip', 'apt') for c in changes)} package change(s)")
+        for change in changes:
+            console.result(package_manifest.change_line(change))
+    return 1 if changes else 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     images = _matrix(args).select(args.only) if (args.matrix or DEFAULT_MATRIX.is_file()) else []
     checks = run_checks(images, Engine())
@@ -392,7 +462,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "matrix": cmd_matrix, "render": cmd_render, "lock": cmd_lock, "build": cmd_build, "test": cmd_test, "smoke": cmd_smoke,
-    "publish": cmd_publish, "verify": cmd_verify, "doctor": cmd_doctor,
+    "publish": cmd_publish, "verify": cmd_verify, "manifest": cmd_manifest, "diff": cmd_diff, "doctor": cmd_doctor,
 }  # fmt: skip
 
 

@@ -35,6 +35,11 @@ def error(message: str, tip: str | None = None) -> None:
         err.print(f"[cyan]TIP[/] {escape(tip)}")
 
 
+def result(line: str) -> None:
+    """A line of a command's result, on stdout."""
+    out.print(escape(line))
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 

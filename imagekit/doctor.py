@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import host
+from . import host, reproducibility
 from .engine import Engine, find_builder, nvidia_runtime_present
 from .errors import ImagekitError
 from .facts import version_tuple
@@ -74,7 +74,11 @@ def run_checks(images: list[ImageSpec], engine: Engine) -> list[Check]:
     except ImagekitError as exc:
         checks.append(Check("docker engine", False, exc.message, exc.tip or ""))
     try:
-        checks.append(Check("buildkit", True, find_builder().describe()))
+        builder = find_builder()
+        checks.append(Check("buildkit", True, builder.describe()))
+        repro = reproducibility.detect(builder, engine)
+        # Informational below bit-for-bit: verify still proves equal file trees on any builder.
+        checks.append(Check("reproducibility", True if repro.rewrite_timestamp else None, repro.describe()))
     except ImagekitError as exc:
         checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
     checks += _gpu_checks(images, info)

@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import subprocess
+import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,14 +61,26 @@ class Builder:
         build_args: dict[str, str] | None = None,
         *,
         no_cache: bool = False,
+        source_date_epoch: int | None = None,
+        rewrite_timestamp: bool = False,
     ) -> tuple[list[str], dict[str, str]]:
-        argv = [self.docker, "buildx", "build", "--load"] if self.kind == "buildx" else [self.docker, "build"]
+        """The build command. ``source_date_epoch`` (BuildKit >= 0.11) fixes the image's times;
+        ``rewrite_timestamp`` (BuildKit >= 0.13, buildx) also clamps file times in new layers to
+        it, for equal digests (imagekit/reproducibility.py)."""
+        if self.kind == "buildx":
+            load = ["--output", "type=docker,rewrite-timestamp=true"] if rewrite_timestamp else ["--load"]
+            argv = [self.docker, "buildx", "build", *load]
+        else:
+            argv = [self.docker, "build"]
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
         if no_cache:
             argv.append("--no-cache")
         for tag in tags:
             argv += ["--tag", tag]
-        for key, value in sorted((build_args or {}).items()):
+        build_args = dict(build_args or {})
+        if source_date_epoch is not None:
+            build_args["SOURCE_DATE_EPOCH"] = str(source_date_epoch)
+        for key, value in sorted(build_args.items()):
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in sorted(labels.items()):
             argv += ["--label", f"{key}={value}"]
@@ -242,14 +255,7 @@ class Engine:
         None when it is absent (and could not be pulled)."""
         attrs = self.inspect_image(ref)
         if attrs is None and pull:
-            try:
-                self.client.images.pull(ref)
-            except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
-                raise EngineError(
-                    f"base image {ref} is not on this engine and cannot be pulled: {exc.explanation}",
-                    tip="set base_image in an overlay to an image this host has or can pull (a mirror)",
-                ) from None
-            attrs = self.inspect_image(ref)
+            attrs = self.ensure(ref, what="base image", tip="set base_image in an overlay to an image this host has or can pull (a mirror)")
         if attrs is None:
             return None
         repo = ref.rsplit("@", 1)[0]
@@ -258,6 +264,19 @@ class Engine:
             if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
                 return digest
         return attrs["Id"]
+
+    def ensure(self, ref: str, *, what: str = "image", tip: str | None = None) -> dict[str, Any]:
+        """``ref``'s attributes, pulled first when it is not on this engine."""
+        attrs = self.inspect_image(ref)
+        if attrs is None:
+            try:
+                self.client.images.pull(ref)
+            except (docker.errors.APIError, docker.errors.ImageNotFound) as exc:
+                raise EngineError(f"{what} {ref} is not on this engine and cannot be pulled: {exc.explanation}", tip=tip) from None
+            attrs = self.inspect_image(ref)
+        if attrs is None:
+            raise EngineError(f"{what} {ref} was pulled but the engine does not show it", tip=tip)
+        return attrs
 
     def locked_base(self, ref: str, locked: str | None, *, pull: bool) -> str | None:
         """The base pinned in the lock (``name@sha256:…`` or a local image id), once it is on this
@@ -316,6 +335,24 @@ class Engine:
             self.client.images.remove(ref, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+    def read_file(self, ref: str, path: str) -> bytes | None:
+        """The bytes of file ``path`` in image ``ref`` (from a container created, never started,
+        and removed afterwards); None when the image has no such file."""
+        with self._container(image=ref, command=["/"], labels={CONTAINER_LABEL: "read"}) as container:
+            try:
+                chunks, _ = container.get_archive(path)
+            except docker.errors.NotFound:
+                return None
+            with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+                for member in tar:
+                    fh = tar.extractfile(member) if member.isfile() else None
+                    return fh.read() if fh else None
+        return None
+
+    def history(self, ref: str) -> list[tuple[int, str]]:
+        """(size in bytes, the instruction that made it) of each layer of ``ref``, oldest first."""
+        return [(int(h.get("Size") or 0), str(h.get("CreatedBy") or "")) for h in reversed(self.client.api.history(ref))]
 
     @contextmanager
     def exported(self, ref: str) -> Iterator[IO[bytes]]:

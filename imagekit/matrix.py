@@ -40,6 +40,10 @@ _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
 # A Debian package, optionally pinned: name or name=version.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A size: bytes as a number, or a number with a unit, decimal (MB, GB, as `docker images` shows
+# sizes) or binary (MiB, GiB).
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 
 
 class _Model(BaseModel):
@@ -101,6 +105,8 @@ class MatrixSection(_Model):
     smoke: StrictStr = "smoke"
     user: UserSection = UserSection()
     extensions: dict[str, ExtensionSection] = {}
+    # image id glob → the most an image may weigh; an image meets every budget whose glob matches it
+    size_budgets: dict[str, StrictStr | StrictInt] = {}
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,12 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class SizeBudget:
+    limit: int  # bytes
+    where: str  # the file, line and field that set it, for the message that enforces it
+
+
+@dataclass(frozen=True)
 class Matrix:
     images: tuple[ImageSpec, ...]
     templates_dir: Path
@@ -161,6 +173,9 @@ class Matrix:
     registry: str | None = None
     # Extension image id → its own tests folder (host paths stay out of ImageSpec and the content id).
     extension_tests: dict[str, Path] = field(default_factory=dict)
+    # Image id → its tightest size budget. Kept out of ImageSpec: a budget is a check on the
+    # image, not part of what it contains, so changing one must not change a content id.
+    size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -369,6 +384,39 @@ def _extension_problems(src: MatrixSource, m: MatrixSection, smoke_dir: Path) ->
     return problems
 
 
+def parse_size(value: str | int) -> int | None:
+    """Bytes from ``7GB``, ``6.5 GiB`` or a plain number of bytes; None when it is not a size."""
+    if isinstance(value, int):
+        return value if value > 0 else None
+    match = _SIZE.match(value)
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "B"]) if match else None
+
+
+def _all_ids(m: MatrixSection) -> list[str]:
+    return [i for i, _ in _base_ids(m)] + [f"{p}-{name}" for name, ext in m.extensions.items() for p in _parents(m, ext.parent)]
+
+
+def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBudget], list[str]]:
+    """Image id → its tightest budget, and the problems with the budgets as written."""
+    problems: list[str] = []
+    budgets: dict[str, SizeBudget] = {}
+    ids = _all_ids(m)
+    for pattern, value in m.size_budgets.items():
+        key: Key = ("size_budgets", pattern)
+        where = f"{src.origin(key)}: {field_name(key)}"
+        limit = parse_size(value)
+        if limit is None:
+            problems.append(f"{where}: {value!r} is not a size; write bytes or a number with a unit, like 7GB or 6.5GiB")
+            continue
+        matched = [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
+        if not matched:
+            problems.append(f"{where}: matches no image; image ids are: {', '.join(ids)}")
+        for image_id in matched:
+            if image_id not in budgets or limit < budgets[image_id].limit:
+                budgets[image_id] = SizeBudget(limit, where)
+    return budgets, problems
+
+
 def _project_name(requirement: str) -> str:
     """The normalised project name of name==version (PEP 503)."""
     return re.sub(r"[-_.]+", "-", re.split(r"[\[=]", requirement, maxsplit=1)[0]).lower()
@@ -407,6 +455,8 @@ def build(src: MatrixSource) -> Matrix:
         raise MatrixError(_shape_problems(src, exc)) from None
     smoke_dir = _resolve_path(src, ("smoke",), m.smoke)
     problems = _fact_problems(src, m) or _extension_problems(src, m, smoke_dir)
+    size_budgets, budget_problems = _size_budgets(src, m) if not problems else ({}, [])
+    problems += budget_problems
     if problems:
         raise MatrixError(problems)
 
@@ -464,6 +514,7 @@ def build(src: MatrixSource) -> Matrix:
         files=src.files,
         registry=m.registry,
         extension_tests=extension_tests,
+        size_budgets=size_budgets,
     )
 
 

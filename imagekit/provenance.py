@@ -14,6 +14,7 @@ class Provenance:
     revision: str | None
     source: str | None
     created: str
+    epoch: int  # SOURCE_DATE_EPOCH: the seconds `created` says
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -40,8 +41,10 @@ def collect(matrix_dir: Path, source: str | None) -> Provenance:
     # commit's time, so two builds of one commit carry the same date; now only outside git.
     epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git(matrix_dir, "log", "-1", "--format=%ct")
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
+    when = when.replace(microsecond=0)
     return Provenance(
         revision=revision,
         source=source or public_url(_git(matrix_dir, "remote", "get-url", "origin")),
-        created=when.replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        created=when.isoformat().replace("+00:00", "Z"),
+        epoch=int(when.timestamp()),
     )

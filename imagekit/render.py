@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,10 @@ PARENT_ARG = "IMAGEKIT_PARENT"
 # The build argument that carries a base image as pinned in the lock file.
 BASE_ARG = "IMAGEKIT_BASE"
 REQUIREMENTS = "requirements.txt"
+# The script that writes each image's package manifest, sent in the build context, and where the
+# manifest lands in the image (README "Package manifest").
+MANIFEST_SCRIPT = "write_manifest.py"
+MANIFEST_PATH = "/opt/imagekit/manifest.json"
 UNLOCKED = "# {image} is not in the lock file: run `imagekit lock`. A build refuses it.\n"
 
 
@@ -109,16 +114,18 @@ class Renderer:
         ext = image.extension
         locked = self._lock.images.get(image.id) if self._lock else None
         requirements = (locked.requirements if locked else UNLOCKED.format(image=image.id)).encode()
-        values = {"image": image, "labels": static_labels(image), "expect": expectations(image)}
+        manifest = {"script": MANIFEST_SCRIPT, "path": MANIFEST_PATH, "dir": MANIFEST_PATH.rsplit("/", 1)[0]}
+        values = {"image": image, "labels": static_labels(image), "expect": expectations(image), "manifest": manifest}
+        files = {REQUIREMENTS: requirements, MANIFEST_SCRIPT: _manifest_script()}
         if ext is None:
             text = self._render(TEMPLATE, base_arg=BASE_ARG, **values)
-            return Rendered(image, {"Dockerfile": text.encode(), REQUIREMENTS: requirements}, base_lock=locked.base if locked else None)
+            return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None)
         # An extension's own snippet is a template too, rendered with the same values.
         snippet = self._render(ext.snippet_name, source=ext.snippet, **values) if ext.snippet is not None else ""
         env = {key: _dockerfile_quote(value) for key, value in ext.env}
         text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet.strip("\n"), parent_arg=PARENT_ARG, **values)
         parent = self.render(self._matrix.image(str(image.parent)))
-        return Rendered(image, {"Dockerfile": text.encode(), REQUIREMENTS: requirements}, parent=parent)
+        return Rendered(image, {"Dockerfile": text.encode(), **files}, parent=parent)
 
     def _render(self, name: str | None, source: str | None = None, **values: Any) -> str:
         try:
@@ -127,6 +134,10 @@ class Renderer:
         except jinja2.TemplateError as exc:
             line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise ConfigurationError(f"{name}{line}: cannot render {values['image'].id}: {exc.message}") from None
+
+
+def _manifest_script() -> bytes:
+    return resources.files("imagekit").joinpath(f"data/{MANIFEST_SCRIPT}").read_bytes()
 
 
 def _dockerfile_quote(value: str) -> str:

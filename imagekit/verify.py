@@ -134,9 +134,13 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
                 original = file_tree(stream)
             with run.engine.exported(rebuild_tag) as stream:
                 rebuilt = file_tree(stream)
+            rebuilt_id = (run.engine.inspect_image(rebuild_tag) or {}).get("Id")
         finally:
             run.engine.remove_image(rebuild_tag)
         out.differences, out.allowed = compare(original, rebuilt)
+        if run.reproducibility and run.reproducibility.rewrite_timestamp and rebuilt_id != existing["Id"]:
+            # This builder rewrites timestamps: equal files are not enough, the digests must agree.
+            out.differences.insert(0, Difference("(image digest)", f"changed: {existing['Id']} → {rebuilt_id}"))
         out.state = "different" if out.differences else "same"
         inputs = (
             "same inputs"

@@ -63,6 +63,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 ENV CUDA_HOME=/usr/local/cuda
 
+# The package manifest (pip and apt packages with versions and sizes, CUDA libraries) read by
+# `imagekit manifest`, `imagekit diff` and the size budget; written last, so it sees everything.
+RUN --mount=type=bind,source=write_manifest.py,target=/run/imagekit/write_manifest.py \
+    mkdir -p /opt/imagekit \
+    && /opt/venv/bin/python /run/imagekit/write_manifest.py > /opt/imagekit/manifest.json
+
 LABEL org.opencontainers.image.title="pytorch" \
       org.opencontainers.image.version="2.6.0-cu121-py3.11-devel" \
       io.imagekit.image-id="2.6.0-cu121-py3.11-devel" \

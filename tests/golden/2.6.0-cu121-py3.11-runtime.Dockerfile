@@ -57,6 +57,12 @@ ENV IMAGEKIT_IMAGE_ID=2.6.0-cu121-py3.11-runtime \
     IMAGEKIT_EXPECT_CUDA=12.4 \
     IMAGEKIT_EXPECT_DRIVER_MIN=525.60.13
 
+# The package manifest (pip and apt packages with versions and sizes, CUDA libraries) read by
+# `imagekit manifest`, `imagekit diff` and the size budget; written last, so it sees everything.
+RUN --mount=type=bind,source=write_manifest.py,target=/run/imagekit/write_manifest.py \
+    mkdir -p /opt/imagekit \
+    && /opt/venv/bin/python /run/imagekit/write_manifest.py > /opt/imagekit/manifest.json
+
 LABEL org.opencontainers.image.title="pytorch" \
       org.opencontainers.image.version="2.6.0-cu121-py3.11-runtime" \
       io.imagekit.image-id="2.6.0-cu121-py3.11-runtime" \

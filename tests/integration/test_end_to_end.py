@@ -236,6 +236,8 @@ def test_doctor_reports_this_engine_and_builder(ws):
     out = ws.imagekit("doctor", *ws.matrices)
     assert "  ok  docker engine: Engine " in out.stderr, out.stderr
     assert "  ok  buildkit: " in out.stderr
+    # This machine's Engine 20.10 embeds BuildKit 0.8: equal file trees, not equal digests.
+    assert "  --  reproducibility: file tree: " in out.stderr and "(BuildKit 0.8, from Docker Engine 20.10" in out.stderr
     assert " disk: " in out.stderr and "GiB free under " in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -370,3 +372,62 @@ def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
     assert whats[f"{site}/protobuf-5.29.2.dist-info/METADATA"] == "only in the rebuild"
     assert whats[f"{site}/protobuf-5.29.3.dist-info/METADATA"] == "only in the original"
     assert f"{site}/protobuf-5.29.2.dist-info" in out.stderr, "the differing paths are printed"
+
+
+def test_manifest_lists_what_is_inside_and_diff_shows_what_an_extension_adds(built, ws, engine):
+    assert built.returncode == 0
+    out = ws.imagekit("manifest", *ws.matrices, IMAGE_ID, "--format", "json")
+    assert out.returncode == 0, out.stderr
+    inside = json.loads(out.stdout)
+    assert inside["pip"]["torch"]["version"] == "2.6.0" and inside["pip"]["torch"]["size"] > 500_000_000
+    assert inside["cuda"]["torch"] == "12.4" and inside["cuda"]["libraries"]["nvidia-cudnn-cu12"] == "9.1.0.70"
+    assert inside["cuda"]["toolkit"] is None, "the local Debian base is not a CUDA base"
+    assert inside["apt"]["libc6"]["version"] and inside["python"].startswith("3.11.")
+    assert inside["size"] == engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")["Size"]
+    recorded = json.loads((ws.reports / "manifests" / f"{IMAGE_ID}.json").read_text())  # written by the build
+    assert recorded["size"] == inside["size"] and recorded["manifest"]["pip"] == inside["pip"] and recorded["layers"]
+
+    diff = ws.imagekit("diff", *ws.matrices, IMAGE_ID, EXTENSION_ID)
+    assert diff.returncode == 1, diff.stderr
+    lines = diff.stdout.splitlines()
+    for added in ("+ pip          tensorboardx 2.6.2.2 ", "+ pip          protobuf 5.29.3 ", "+ apt          git 1:"):
+        assert any(line.startswith(added) for line in lines), (added, diff.stdout)
+    assert not [line for line in lines if line.startswith(("- ", "~ pip", "~ apt"))], "an extension adds; it never swaps or removes"
+    same = ws.imagekit("diff", *ws.matrices, IMAGE_ID, f"{ws.repo}:{IMAGE_ID}")
+    assert same.returncode == 0 and "hold the same packages" in same.stderr
+    missing = ws.imagekit("manifest", *ws.matrices, f"{ws.repo}:no-such-tag")
+    assert missing.returncode == 2 and "cannot be pulled" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_an_image_over_its_size_budget_fails_its_build_naming_its_largest_layers_and_packages(built, ws, engine, tmp_path):
+    assert built.returncode == 0
+    bump_repo = f"{ws.repo}-bump"  # the changed extension goes to its own repository: the session's tags stay as they are
+    overlay = tmp_path / "bump.yaml"
+    bump = f'extensions:\n  tracking:\n    repository: {bump_repo}\n    packages: ["tensorboardX==2.6.2.2", "protobuf==5.29.2"]\n'
+    overlay.write_text(bump + 'size_budgets:\n  "*-tracking": 1GB\n')
+    lock = tmp_path / "bump.lock"
+    lock.write_text(Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text())
+    changed = ["--matrix", str(overlay), "--lock", str(lock)]
+    relock = ws.imagekit("lock", *ws.matrices, *changed, "--only", EXTENSION_ID)
+    assert relock.returncode == 0, relock.stderr
+    args = ws.args(*changed, "--only", EXTENSION_ID, "--reports", str(tmp_path / "reports"))
+    try:
+        over = ws.imagekit("build", *args)
+        assert over.returncode == 1, over.stdout + over.stderr
+        assert "is over its size budget of 1.00 GB" in over.stderr and f"{overlay}:6: size_budgets.*-tracking" in over.stderr
+        layers = over.stderr[over.stderr.index("largest layers:") : over.stderr.index("largest packages:")]
+        assert "RUN " in layers and "pip install" in layers, "the layers are named by the instruction that made them"
+        assert "pip torch 2.6.0" in over.stderr[over.stderr.index("largest packages:") :]
+        assert engine.inspect_image(f"{bump_repo}:{EXTENSION_ID}") is None, "nothing over budget is left to test or publish"
+        cases = {c.get("name"): c for c in ET.parse(tmp_path / "reports" / "junit" / "build.xml").getroot().iter("testcase")}
+        assert "size budget" in cases[EXTENSION_ID].find("failure").get("message")
+        assert cases[IMAGE_ID].find("skipped") is not None, "the parent, within its budget, is unaffected"
+
+        overlay.write_text(bump)  # the budget lifted: it builds, and `diff` names the changed pin
+        within = ws.imagekit("build", *args)
+        assert within.returncode == 0, within.stdout + within.stderr
+        diff = ws.imagekit("diff", *ws.matrices, f"{ws.repo}:{EXTENSION_ID}", f"{bump_repo}:{EXTENSION_ID}")
+        assert diff.returncode == 1 and "~ pip          protobuf 5.29.3 → 5.29.2" in diff.stdout, diff.stdout + diff.stderr
+    finally:
+        for image in engine.client.images.list(name=bump_repo):
+            engine.remove_image(image.id)

@@ -36,7 +36,9 @@ def test_tags_and_labels():
         "imagekit/pytorch:2.6.0-cu121-py3.11-runtime",
         f"imagekit/pytorch:2.6.0-cu121-py3.11-runtime-{ident.content_id[:12]}",
     ]
-    labels = ident.labels(Provenance(revision="abc123", source="https://git.example/ml/images", created="2026-11-24T00:00:00Z"))
+    labels = ident.labels(
+        Provenance(revision="abc123", source="https://git.example/ml/images", created="2026-11-24T00:00:00Z", epoch=1795478400)
+    )
     assert labels == {
         "org.opencontainers.image.created": "2026-11-24T00:00:00Z",
         "org.opencontainers.image.revision": "abc123",
@@ -50,7 +52,7 @@ def test_provenance_never_changes_the_content_id():
     # Labels from the host and the clock are outside the hash: a new commit that changes nothing
     # in the image must not rebuild it.
     ident = identify(RENDERED, BASE)
-    ident.labels(Provenance(revision="other", source=None, created="2030-01-01T00:00:00Z"))
+    ident.labels(Provenance(revision="other", source=None, created="2030-01-01T00:00:00Z", epoch=1893456000))
     assert identify(RENDERED, BASE).content_id == ident.content_id
 
 

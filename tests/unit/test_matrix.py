@@ -196,3 +196,28 @@ def test_unknown_extension_key_is_refused_with_a_suggestion(tmp_path: Path):
     overlay = tmp_path / "o.yaml"
     overlay.write_text("extensions:\n  x:\n    parent: runtime\n    pakages: []\n")
     assert problems_at([M / "good.yaml", overlay]) == [f"{overlay}:4: extensions.x.pakages: unknown key (did you mean 'packages'?)"]
+
+
+def test_size_budgets_take_sizes_with_units_and_each_image_gets_its_tightest(tmp_path: Path):
+    overlay = tmp_path / "budgets.yaml"
+    overlay.write_text('size_budgets:\n  "*-runtime": 6.5GB\n  "*cu121*": "6GiB"\n  "*-devel": 14000000000\n')
+    matrix = load_matrix([M / "good.yaml", overlay])
+    budgets = {i: (b.limit, b.where) for i, b in matrix.size_budgets.items()}
+    assert budgets["2.6.0-cu118-py3.11-runtime"] == (6_500_000_000, f"{overlay}:2: size_budgets.*-runtime")
+    assert budgets["2.6.0-cu121-py3.11-runtime"] == (6 * 2**30, f"{overlay}:3: size_budgets.*cu121*")
+    assert budgets["2.6.0-cu118-py3.11-devel"][0] == 14_000_000_000
+    assert budgets["2.6.0-cu121-py3.11-devel"][0] == 6 * 2**30
+    # A budget checks the image; it is not part of what the image contains.
+    plain = load_matrix([M / "good.yaml"])
+    assert [i.entry() for i in plain.images] == [i.entry() for i in matrix.images]
+
+
+def test_size_budget_mistakes_name_the_line_and_the_remedy(tmp_path: Path):
+    overlay = tmp_path / "budgets.yaml"
+    overlay.write_text('size_budgets:\n  "*-runtime": 6.5 gigs\n  "*-cu999-*": 7GB\n')
+    f = overlay
+    assert problems_at([M / "good.yaml", overlay]) == [
+        f"{f}:2: size_budgets.*-runtime: '6.5 gigs' is not a size; write bytes or a number with a unit, like 7GB or 6.5GiB",
+        f"{f}:3: size_budgets.*-cu999-*: matches no image; image ids are: 2.6.0-cu118-py3.11-runtime, 2.6.0-cu118-py3.11-devel, "
+        "2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
+    ]

@@ -94,7 +94,7 @@ def test_write_replaces_stale_files(matrix, tmp_path):
     folder = rendered.write(tmp_path)
     (folder / "leftover").write_text("x")
     rendered.write(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "requirements.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "requirements.txt", "write_manifest.py"]
 
 
 @pytest.fixture(scope="module")
