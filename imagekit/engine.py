@@ -385,9 +385,11 @@ class Engine:
         mem_limit: str | None = None,
         cpus: float | None = None,
         log: IO[str] | None = None,
+        user: str | None = None,
     ) -> ContainerResult:
         kwargs: dict[str, Any] = {
             "image": image,
+            "user": user,
             "command": command,
             "volumes": volumes,
             "environment": environment,

@@ -1,5 +1,5 @@
-"""The lock file: per image, the base image's digest and the complete hashed requirement set,
-written by `imagekit lock` and committed beside the matrix, so an image rebuilds to the same
+"""The lock file: per image, the base image's digest, the complete hashed requirement set and the
+apt packages with their dependencies, each at its exact version, written by `imagekit lock` and committed beside the matrix, so an image rebuilds to the same
 content months later. Each entry records a hash of the matrix inputs it was resolved from; an
 entry whose inputs changed is stale, and builds refuse it."""
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .apt_resolver import resolve_apt, wanted
 from .engine import Engine
 from .errors import ConfigurationError, ImagekitError
 from .matrix import ImageSpec, Matrix
@@ -40,6 +41,11 @@ def direct_requirements(image: ImageSpec) -> list[str]:
     return wanted + list(image.extension.packages) if image.extension else wanted
 
 
+def apt_wanted(image: ImageSpec) -> dict[str, list[str]]:
+    """Stage → the apt packages ``image`` asks for, before the lock pins them."""
+    return wanted(image.flavor, image.python, image.extension.apt if image.extension else None)
+
+
 def pins(requirements: str) -> list[str]:
     """name==version of every package in a hashed requirements text."""
     return [f"{name}=={version}" for name, version in _PIN.findall(requirements)]
@@ -50,9 +56,13 @@ class Locked:
     inputs: str  # sha256 of what the entry was resolved from
     base: str | None  # a base image's digest (name@sha256:…) or local image id; extensions: None
     requirements: str  # `pip install --require-hashes -r` text
+    apt: dict[str, list[str]] | None = None  # stage → name=version; None: locked before apt was pinned
 
     def as_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "base": self.base, "requirements": self.requirements}
+        return {"inputs": self.inputs, "base": self.base, "requirements": self.requirements, "apt": self.apt}
+
+    def apt_pins(self) -> list[str]:
+        return [pin for stage in (self.apt or {}).values() for pin in stage]
 
 
 @dataclass
@@ -68,7 +78,10 @@ class Lock:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
             if data.get("schema") != SCHEMA:
                 raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA}")
-            images = {str(k): Locked(str(v["inputs"]), v.get("base"), str(v["requirements"])) for k, v in data["images"].items()}
+            images = {
+                str(k): Locked(str(v["inputs"]), v.get("base"), str(v["requirements"]), _apt(v.get("apt")))
+                for k, v in data["images"].items()
+            }
         except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(
                 f"{path} is not a lock file imagekit can read ({exc})", tip="run `imagekit lock` to rewrite it"
@@ -86,6 +99,7 @@ class Lock:
         entry = image.entry()
         payload: dict[str, Any] = {k: entry[k] for k in ("python", "torch", "torchaudio", "packages", "index_url", "wheel", "base_image")}
         payload["direct"] = direct_requirements(image)
+        payload["apt"] = apt_wanted(image)
         if image.parent is not None:
             parent = self.images.get(image.parent)
             payload["parent"] = hashlib.sha256(parent.requirements.encode()).hexdigest() if parent else None
@@ -98,6 +112,8 @@ class Lock:
             return f"{image.id} is not in {self.path}"
         if locked.inputs != self.inputs(image):
             return f"{image.id} is stale in {self.path}: the matrix (or its parent's lock) changed since it was locked"
+        if locked.apt is None:
+            return f"{image.id} is stale in {self.path}: it was locked before apt packages were pinned"
         return None
 
     def problems(self, images: list[ImageSpec]) -> list[str]:
@@ -106,6 +122,14 @@ class Lock:
     def strays(self, matrix: Matrix) -> list[str]:
         ids = {i.id for i in matrix.images}
         return sorted(k for k in self.images if k not in ids)
+
+
+def _apt(value: Any) -> dict[str, list[str]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise ValueError("apt must map a stage to a list of name=version")
+    return {str(k): [str(p) for p in v] for k, v in value.items()}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -134,22 +158,28 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
                 if current.base is not None and "@" not in current.base:
                     local = engine.resolve(image.base_image, pull=False)
                     if local is not None and local != current.base:
-                        lock.images[image.id] = Locked(current.inputs, local, current.requirements)
+                        # Another base can need other apt versions: pin them against this one.
+                        apt = resolve_apt(engine, local, image.python, apt_wanted(image))
+                        lock.images[image.id] = Locked(current.inputs, local, current.requirements, apt)
                         done[image.id] = "re-pinned local base"
                 continue
             base, constraints = None, None
             if image.parent is None:
                 base = engine.resolve(image.base_image, pull=True)
+                apt_base, installed = base, []
             elif lock.problem(matrix.image(image.parent)) is None:
+                parent = lock.images[image.parent]
                 # The parent's exact set constrains the extension's: it adds, never swaps.
-                constraints = pins(lock.images[image.parent].requirements)
+                constraints = pins(parent.requirements)
+                apt_base, installed = parent.base, parent.apt_pins()
             else:
                 done[image.id] = f"failed: its parent {image.parent} is not locked: lock it first (include it in --only)"
                 continue
             requirements = resolve(direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints)
+            apt = resolve_apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
         except ImagekitError as exc:
             done[image.id] = f"failed: {exc.message}"
             continue
-        lock.images[image.id] = Locked(lock.inputs(image), base, requirements)
+        lock.images[image.id] = Locked(lock.inputs(image), base, requirements, apt)
         done[image.id] = "resolved"
     return done

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 
 from .errors import ConfigurationError
-from .lock import Lock
+from .lock import Lock, apt_wanted
 from .matrix import ImageSpec, Matrix
 
 TEMPLATE = "Dockerfile.j2"
@@ -117,6 +117,10 @@ class Renderer:
         manifest = {"script": MANIFEST_SCRIPT, "path": MANIFEST_PATH, "dir": MANIFEST_PATH.rsplit("/", 1)[0]}
         values = {"image": image, "labels": static_labels(image), "expect": expectations(image), "manifest": manifest}
         files = {REQUIREMENTS: requirements, MANIFEST_SCRIPT: _manifest_script()}
+        # apt-<stage>.txt: the lock's pins, one per line; unlocked, the names alone (a build refuses that).
+        apt = locked.apt if locked and locked.apt is not None else apt_wanted(image)
+        files |= {apt_file(stage): "".join(f"{p}\n" for p in apt.get(stage, [])).encode() for stage in apt_wanted(image)}
+        values["apt"] = {stage: apt_file(stage) for stage in apt_wanted(image)}
         if ext is None:
             text = self._render(TEMPLATE, base_arg=BASE_ARG, **values)
             return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None)
@@ -134,6 +138,10 @@ class Renderer:
         except jinja2.TemplateError as exc:
             line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise ConfigurationError(f"{name}{line}: cannot render {values['image'].id}: {exc.message}") from None
+
+
+def apt_file(stage: str) -> str:
+    return f"apt-{stage}.txt"
 
 
 def _manifest_script() -> bytes:

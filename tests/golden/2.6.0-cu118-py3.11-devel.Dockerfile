@@ -18,10 +18,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# Python 3.11 from the distribution; skipped when the base already has it (a site's own base).
-RUN if ! command -v python3.11 >/dev/null || ! python3.11 -c "import venv, ensurepip"; then \
+# Python 3.11 from the distribution, when the base lacks it (a site's own base may have
+# it). apt-system.txt holds the packages at the exact versions the lock file pins, dependencies
+# included, and is empty when the base has that Python with venv: apt installs nothing else.
+RUN --mount=type=bind,source=apt-system.txt,target=/run/imagekit/apt-system.txt \
+    if [ -s /run/imagekit/apt-system.txt ]; then \
         apt-get update \
-        && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+        && xargs -a /run/imagekit/apt-system.txt apt-get install -y --no-install-recommends \
         && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi
 
@@ -58,8 +61,10 @@ ENV IMAGEKIT_IMAGE_ID=2.6.0-cu118-py3.11-devel \
 
 FROM torch AS devel
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends build-essential git ninja-build python3.11-dev \
+# Compilers, git, ninja and the Python headers (apt-devel.txt: pinned by the lock, dependencies included).
+RUN --mount=type=bind,source=apt-devel.txt,target=/run/imagekit/apt-devel.txt \
+    apt-get update \
+    && xargs -a /run/imagekit/apt-devel.txt apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 ENV CUDA_HOME=/usr/local/cuda
 

@@ -10,8 +10,11 @@ FROM ${IMAGEKIT_PARENT}
 # The parent ends as its non-root user; installing needs root (uid 0), the last USER below restores it.
 USER 0
 
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends git \
+# git: apt-extension.txt holds them at the versions the lock file pins, with the
+# dependencies the parent lacks.
+RUN --mount=type=bind,source=apt-extension.txt,target=/run/imagekit/apt-extension.txt \
+    apt-get update \
+    && xargs -a /run/imagekit/apt-extension.txt apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 
 # requirements.txt is the extension's set from the lock file (its parent's set plus its own

@@ -19,10 +19,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# Python 3.11 from the distribution; skipped when the base already has it (a site's own base).
-RUN if ! command -v python3.11 >/dev/null || ! python3.11 -c "import venv, ensurepip"; then \
+# Python 3.11 from the distribution, when the base lacks it (a site's own base may have
+# it). apt-system.txt holds the packages at the exact versions the lock file pins, dependencies
+# included, and is empty when the base has that Python with venv: apt installs nothing else.
+RUN --mount=type=bind,source=apt-system.txt,target=/run/imagekit/apt-system.txt \
+    if [ -s /run/imagekit/apt-system.txt ]; then \
         apt-get update \
-        && apt-get install -y --no-install-recommends python3.11 python3.11-venv ca-certificates \
+        && xargs -a /run/imagekit/apt-system.txt apt-get install -y --no-install-recommends \
         && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
     fi
 

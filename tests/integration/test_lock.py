@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_workspace import IMAGE_ID, Workspace
+from e2e_workspace import EXTENSION_ID, IMAGE_ID, Workspace
 
 pytestmark = pytest.mark.docker
 
@@ -33,6 +33,11 @@ def test_the_lock_pins_the_whole_set_with_hashes_and_rewrites_to_the_same_bytes(
     assert pinned["torch"] == "2.6.0" and pinned["nvidia-cudnn-cu12"] == "9.1.0.70" and pinned["numpy"] == "2.2.6"
     blocks = entry["requirements"].split("==")[1:]
     assert blocks and all("--hash=sha256:" in b for b in blocks), "every package carries its hashes"
+    # apt: the local base has Python 3.11 with venv, so the base image installs nothing from apt; the
+    # extension's git comes pinned with every dependency the base lacks, as apt itself resolved them.
+    assert entry["apt"] == {}
+    apt = dict(pin.split("=", 1) for pin in data["images"][EXTENSION_ID]["apt"]["extension"])
+    assert apt["git"].startswith("1:2.") and "git-man" in apt and "perl" in apt, apt
 
     again = tmp_path / "again.lock"
     out = ws.imagekit("lock", *with_lock(ws, again))
@@ -100,3 +105,30 @@ def test_an_unreachable_index_fails_the_lock_naming_it_without_its_credential(ws
     assert "cannot resolve torch==2.6.0" in out.stderr and "against https://127.0.0.1:9/simple" in out.stderr
     assert "--only" in out.stderr and not target.exists()
     assert ws.token not in out.stdout + out.stderr
+
+
+def test_a_tampered_apt_pin_is_refused_by_the_build(ws, engine, tmp_path):
+    data = yaml.safe_load(lock_file(ws).read_text())
+    pins = data["images"][EXTENSION_ID]["apt"]["extension"]
+    pins[[p.split("=", 1)[0] for p in pins].index("git")] = "git=1:0.0-imagekit-tampered"
+    tampered = tmp_path / "tampered-apt.lock"
+    tampered.write_text(yaml.safe_dump(data))
+    before = engine.inspect_image(f"{ws.repo}:{EXTENSION_ID}")
+    reports = tmp_path / "reports"
+    args = [*with_lock(ws, tampered), "--only", EXTENSION_ID, "--reports", str(reports), "--out", str(tmp_path / "out")]
+    build = ws.imagekit("build", *args)
+    assert build.returncode == 1, build.stdout + build.stderr
+    log = (reports / "logs" / f"build-{EXTENSION_ID}.log").read_text()
+    assert "Version '1:0.0-imagekit-tampered' for 'git' was not found" in log, log[-2000:]
+    after = engine.inspect_image(f"{ws.repo}:{EXTENSION_ID}")
+    assert (after or {}).get("Id") == (before or {}).get("Id"), "a refused build must not move the image's tag"
+
+
+def test_an_apt_package_apt_cannot_find_fails_the_lock_naming_it(ws, tmp_path):
+    overlay = tmp_path / "no-such-package.yaml"
+    overlay.write_text("extensions:\n  tracking:\n    apt: [git, imagekit-no-such-package]\n")
+    target = tmp_path / "no-such-package.lock"
+    out = ws.imagekit("lock", *with_lock(ws, target), "--matrix", str(overlay))
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{EXTENSION_ID}: apt cannot install the extension packages git, imagekit-no-such-package" in out.stderr
+    assert "Unable to locate package imagekit-no-such-package" in out.stderr and not target.exists()

@@ -94,7 +94,7 @@ def test_write_replaces_stale_files(matrix, tmp_path):
     folder = rendered.write(tmp_path)
     (folder / "leftover").write_text("x")
     rendered.write(tmp_path)
-    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "requirements.txt", "write_manifest.py"]
+    assert sorted(p.name for p in folder.iterdir()) == ["Dockerfile", "apt-system.txt", "requirements.txt", "write_manifest.py"]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +108,8 @@ def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_
     text = rendered.dockerfile
     assert rendered.parent is not None and rendered.parent.image.id == "2.6.0-cu121-py3.11-runtime"
     assert "ARG IMAGEKIT_PARENT=example/pytorch:2.6.0-cu121-py3.11-runtime\nFROM ${IMAGEKIT_PARENT}\n" in text
-    assert "apt-get install -y --no-install-recommends git tini=0.19.0-1" in text
+    assert "xargs -a /run/imagekit/apt-extension.txt apt-get install -y --no-install-recommends" in text
+    assert rendered.context["apt-extension.txt"] == b"git\ntini=0.19.0-1\n", "unlocked: the names as the matrix gives them"
     assert "--constraint /tmp/parent-constraints.txt -r /run/imagekit/requirements.txt" in text
     # Quotes and backslashes escaped; $HOME left for the Dockerfile to expand.
     assert 'QUOTED="say \\"hi\\" \\\\ $HOME"' in text
@@ -117,7 +118,12 @@ def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_
     assert 'io.imagekit.parent="2.6.0-cu121-py3.11-runtime"' in text and 'io.imagekit.extension="tracking"' in text
     assert text.rstrip().endswith("USER 1000\nWORKDIR /home/imagekit")
     jupyter = Renderer(extended).render(extended.image("2.6.0-cu121-py3.11-devel-jupyter")).dockerfile
-    assert "apt-get" not in jupyter and "From ext/" not in jupyter and "-r /run/imagekit/requirements.txt" in jupyter
+    assert (
+        "apt-get" not in jupyter
+        and "apt-extension.txt" not in jupyter
+        and "From ext/" not in jupyter
+        and "-r /run/imagekit/requirements.txt" in jupyter
+    )
 
 
 def test_the_build_context_carries_the_locked_requirement_set(extended):
@@ -127,9 +133,18 @@ def test_the_build_context_carries_the_locked_requirement_set(extended):
     unlocked = Renderer(extended).render(image)
     assert unlocked.context["requirements.txt"].decode().startswith(f"# {image.id} is not in the lock file: run `imagekit lock`")
     assert unlocked.base_lock is None
-    lock = Lock(Path("x.lock"), {image.id: Locked("i", "sha256:" + "a" * 64, "torch==2.6.0 \\\n    --hash=sha256:" + "b" * 64 + "\n")})
+    assert unlocked.context["apt-system.txt"] == b"python3.11\npython3.11-venv\nca-certificates\n"
+    requirements = "torch==2.6.0 \\\n    --hash=sha256:" + "b" * 64 + "\n"
+    lock = Lock(
+        Path("x.lock"),
+        {image.id: Locked("i", "sha256:" + "a" * 64, requirements, {"system": ["python3.11=3.11.2-6", "libpython3.11=3.11.2-6"]})},
+    )
     locked = Renderer(extended, lock).render(image)
     assert locked.context["requirements.txt"] == lock.images[image.id].requirements.encode()
+    assert locked.context["apt-system.txt"] == b"python3.11=3.11.2-6\nlibpython3.11=3.11.2-6\n"
+    # A base that has the Python: nothing pinned, an empty file, and the step installs nothing.
+    bare = Lock(Path("x.lock"), {image.id: Locked("i", "sha256:" + "a" * 64, requirements, {})})
+    assert Renderer(extended, bare).render(image).context["apt-system.txt"] == b""
     assert locked.base_lock == "sha256:" + "a" * 64 and locked.context["Dockerfile"] == unlocked.context["Dockerfile"]
 
 
