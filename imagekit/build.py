@@ -196,8 +196,11 @@ def build_images(
                             done[r.image.id] = BuildOutcome(image=r.image, state="blocked", seconds=0.0, message=message)
                         else:
                             running[pool.submit(run.one, r, secrets[r.image.index_url], board)] = r
-                    if running:
-                        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    finished: set[Future[BuildOutcome]] = set()
+                    while running and not finished:
+                        # In short waits: a signal that lands on a worker thread is only acted on
+                        # when this (main) thread runs Python again, and Ctrl-C must not wait for a build.
+                        finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
                         for f in finished:
                             done[running.pop(f).image.id] = f.result()
             except KeyboardInterrupt:

@@ -3,6 +3,8 @@ its build, with the largest layers and packages named so the fix can start at th
 
 from __future__ import annotations
 
+import re
+
 from .engine import Engine
 from .errors import ImagekitError
 from .matrix import SizeBudget
@@ -30,7 +32,12 @@ def over_budget(engine: Engine, ref: str, size: int, budget: SizeBudget) -> list
     return lines
 
 
+_SHELLS = re.compile(r"^(RUN )?(/bin/sh -c (#\(nop\) )?|/bin/bash -o pipefail -c )")
+
+
 def _instruction(created_by: str) -> str:
-    """A layer's Dockerfile instruction on one short line (BuildKit records RUN as `RUN /bin/sh -c …`)."""
-    text = " ".join(created_by.replace("/bin/sh -c #(nop) ", "").split())
-    return text if len(text) <= 110 else text[:107] + "..."
+    """A layer's Dockerfile instruction on one short line, without the shell BuildKit records
+    (`RUN /bin/bash -o pipefail -c pip …` → `RUN pip …`)."""
+    text = " ".join(created_by.split())
+    text = _SHELLS.sub(lambda m: m.group(1) or "", text)
+    return text if len(text) <= 140 else text[:137] + "..."

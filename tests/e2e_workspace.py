@@ -46,7 +46,8 @@ class Workspace:
                 time.sleep(0.5)
             assert ready(), f"{what} never started"
             proc.send_signal(signum)
-            _, stderr = proc.communicate(timeout=60)
+            # Generous: on a loaded 2-core machine removing a running container can take a while.
+            _, stderr = proc.communicate(timeout=180)
         finally:
             proc.kill()
             proc.communicate()
