@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import console, package_manifest, reports, reproducibility
+from . import console, github_cells, package_manifest, reports, reproducibility
 from . import lock as lock_mod
 from .build import BuildRun, build_images
 from .doctor import run_checks
@@ -64,10 +64,17 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         type=Path,
         metavar="FILE",
-        help="matrix file; repeat to deep-merge overlays over it in order (default: matrix.yaml)",
+        help="matrix file; repeat to deep-merge overlays over it in order (default: $IMAGEKIT_MATRIX, space-separated, else matrix.yaml)",
     )
-    common.add_argument("--only", action="append", metavar="GLOB", help="select images by id glob, e.g. '*cu121*' (repeatable)")
-    common.add_argument("--lock", type=Path, metavar="FILE", help="lock file (default: the last --matrix file with a .lock suffix)")
+    common.add_argument(
+        "--only",
+        action="append",
+        metavar="GLOB",
+        help="select images by id glob, e.g. '*cu121*' (repeatable; default: $IMAGEKIT_ONLY, space-separated)",
+    )
+    common.add_argument(
+        "--lock", type=Path, metavar="FILE", help="lock file (default: $IMAGEKIT_LOCK, else the last --matrix file with a .lock suffix)"
+    )
     outputs = argparse.ArgumentParser(add_help=False)
     outputs.add_argument("--reports", type=Path, default=Path("reports"), help="reports folder (default: reports)")
     render_out = argparse.ArgumentParser(add_help=False)
@@ -79,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
     m = sub.add_parser("matrix", help="validate or list the matrix").add_subparsers(dest="action", required=True, parser_class=_Parser)
     m.add_parser("validate", parents=[common], help="check the matrix files; exit 2 with file:line errors")
     ls = m.add_parser("list", parents=[common], help="list the images the matrix defines")
-    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.add_argument(
+        "--format", choices=["table", "json", "github"], default="table", help="github: job cells for a workflow's strategy.matrix"
+    )
+    ls.add_argument("--changed-against", type=Path, metavar="FILE",
+                    help="github: mark cells whose inputs differ from this earlier listing (a pull request's base) as changed")  # fmt: skip
+    ls.add_argument("--changed-only", action="store_true", help="github: list only the changed cells")
 
     sub.add_parser("render", parents=[common, render_out], help="write each image's Dockerfile and build context")
 
@@ -133,7 +145,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _matrix(args: argparse.Namespace) -> Matrix:
-    return load_matrix(args.matrix or [DEFAULT_MATRIX])
+    matrix = load_matrix(args.matrix or [DEFAULT_MATRIX])
+    for note in matrix.notes:
+        console.warn(note)
+    return matrix
 
 
 def _selected(args: argparse.Namespace, *, with_parents: bool = False, locked: bool = True) -> tuple[Matrix, list[Rendered]]:
@@ -167,7 +182,13 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.action == "validate":
         console.info(f"ok: {len(matrix.images)} images from {', '.join(map(str, matrix.files))}")
         return 0
-    if args.format == "json":
+    if args.format == "github":
+        path = _lock_path(args, matrix)
+        lock = lock_mod.Lock.read(path) if path.is_file() else None  # unlocked cells still list; their build refuses them
+        previous = github_cells.read_previous(args.changed_against) if args.changed_against else None
+        found = github_cells.cells(matrix, lock, matrix.select(args.only, with_parents=True), previous)
+        console.print_json({"include": [c for c in found if c["changed"] or not args.changed_only]}, compact=True)
+    elif args.format == "json":
         console.print_json([{**i.entry(), "tag": i.tag} for i in images])
     else:
         console.table(
@@ -450,8 +471,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    images = _matrix(args).select(args.only) if (args.matrix or DEFAULT_MATRIX.is_file()) else []
-    checks = run_checks(images, Engine())
+    matrix = _matrix(args) if (args.matrix or DEFAULT_MATRIX.is_file()) else None
+    images = matrix.select(args.only) if matrix else []
+    checks = run_checks(images, Engine(), matrix.ci if matrix else None)
     mark = {True: "ok", False: "FAIL", None: "--"}
     for check in checks:
         console.info(f"{mark[check.ok]:>4}  {check.name}: {check.detail}")
@@ -466,8 +488,26 @@ COMMANDS = {
 }  # fmt: skip
 
 
+# Defaults from the environment for options left out, so a workflow sets them once per job and
+# every step is a plain `imagekit build`, `imagekit test`… (README "GitHub Actions").
+ENVIRONMENT_DEFAULTS = {"matrix": "IMAGEKIT_MATRIX", "only": "IMAGEKIT_ONLY", "lock": "IMAGEKIT_LOCK"}
+
+
+def _environment_defaults(args: argparse.Namespace) -> None:
+    for option, variable in ENVIRONMENT_DEFAULTS.items():
+        value = os.environ.get(variable, "").strip()
+        if not value or getattr(args, option, "absent") not in (None, []):
+            continue
+        words = value.split()
+        if option == "lock":
+            args.lock = Path(value)
+        else:
+            setattr(args, option, [Path(w) for w in words] if option == "matrix" else words)
+
+
 def main_inner(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _environment_defaults(args)
     return COMMANDS[args.command](args)
 
 

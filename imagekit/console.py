@@ -40,8 +40,10 @@ def result(line: str) -> None:
     out.print(escape(line))
 
 
-def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+def print_json(data: Any, *, compact: bool = False) -> None:
+    """JSON on stdout; ``compact``: one line, as a workflow's $GITHUB_OUTPUT takes it."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")) if compact else json.dumps(data, indent=2, sort_keys=True)
+    sys.stdout.write(text + "\n")
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]], *, stderr: bool = False) -> None:

@@ -10,10 +10,13 @@ from . import host, reproducibility
 from .engine import Engine, find_builder, nvidia_runtime_present
 from .errors import ImagekitError
 from .facts import version_tuple
-from .matrix import ImageSpec
+from .matrix import CiSpec, ImageSpec
 
 # A torch 2.6 image is about 6 GB, plus pip's cache and BuildKit's layers while building.
 DISK_PER_IMAGE = 10 * 2**30
+# An extension shares its parent's layers and adds its own packages: measured +0.12 GB for the
+# tracking example; 2 GiB leaves room for heavier ones.
+DISK_PER_EXTENSION = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Check:
     tip: str = ""
 
 
-def _gpu_checks(images: list[ImageSpec], info: dict[str, Any]) -> list[Check]:
+def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None) -> list[Check]:
     gpus = host.nvidia_gpus()
     if gpus is None:
         return [Check("nvidia driver", None, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)")]
@@ -56,10 +59,18 @@ def _gpu_checks(images: list[ImageSpec], info: dict[str, Any]) -> list[Check]:
                 "" if ok else f"upgrade the driver to >= {needed}, or use a variant whose minimum this driver meets",
             )
         )
+    if ci is not None and images:
+        # A GitHub Actions cell asks for its driver branch's label; a runner carries the label of
+        # every branch whose images its driver runs (docs/gpu-runner.md).
+        labels = list(ci.runs_on)
+        for image in images:
+            if version_tuple(driver) >= version_tuple(image.driver_min):
+                labels += [label for label in ci.labels(image) if label not in labels]
+        checks.append(Check("runner labels", None, "as a self-hosted GitHub Actions runner, give it: " + ", ".join(labels)))
     return checks
 
 
-def run_checks(images: list[ImageSpec], engine: Engine) -> list[Check]:
+def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None) -> list[Check]:
     """Host checks for building and running ``images`` (none: the host alone)."""
     checks: list[Check] = []
     docker_root = Path("/var/lib/docker")
@@ -81,9 +92,10 @@ def run_checks(images: list[ImageSpec], engine: Engine) -> list[Check]:
         checks.append(Check("reproducibility", True if repro.rewrite_timestamp else None, repro.describe()))
     except ImagekitError as exc:
         checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
-    checks += _gpu_checks(images, info)
+    checks += _gpu_checks(images, info, ci)
     free = host.free_bytes(docker_root)
-    wanted = DISK_PER_IMAGE * max(1, len(images))
+    extensions = sum(1 for i in images if i.parent is not None)
+    wanted = DISK_PER_IMAGE * max(1, len(images) - extensions) + DISK_PER_EXTENSION * extensions
     enough = free >= wanted
     checks.append(
         Check(

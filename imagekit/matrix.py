@@ -40,6 +40,7 @@ _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
 # A Debian package, optionally pinned: name or name=version.
 _APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RUNNER_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A size: bytes as a number, or a number with a unit, decimal (MB, GB, as `docker images` shows
 # sizes) or binary (MiB, GiB).
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
@@ -90,6 +91,16 @@ class ExtensionSection(_Model):
     tests: StrictStr | None = None  # a folder of pytest files run beside the smoke suite
 
 
+class CiSection(_Model):
+    """What a GitHub Actions cell needs to find its runner (README "GitHub Actions")."""
+
+    runs_on: list[StrictStr] = Field(default=["self-hosted", "linux", "gpu"], min_length=1)
+    # Added to runs_on per cell: a label naming the driver branch the image needs ({branch}: the
+    # major version of its minimum driver, e.g. nvidia-525); null for none.
+    driver_label: StrictStr | None = "nvidia-{branch}"
+    timeout_minutes: StrictInt = Field(default=120, ge=1, le=4320)
+
+
 class MatrixSection(_Model):
     repository: StrictStr = "imagekit/pytorch"
     registry: StrictStr | None = None
@@ -107,6 +118,7 @@ class MatrixSection(_Model):
     extensions: dict[str, ExtensionSection] = {}
     # image id glob → the most an image may weigh; an image meets every budget whose glob matches it
     size_budgets: dict[str, StrictStr | StrictInt] = {}
+    ci: CiSection = CiSection()
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,19 @@ class SizeBudget:
 
 
 @dataclass(frozen=True)
+class CiSpec:
+    runs_on: tuple[str, ...]
+    driver_label: str | None
+    timeout_minutes: int
+
+    def labels(self, image: ImageSpec) -> list[str]:
+        """The runner labels a cell building ``image`` asks for."""
+        branch = image.driver_min.split(".")[0]
+        extra = [self.driver_label.format(branch=branch)] if self.driver_label and image.driver_min != "unknown" else []
+        return [*self.runs_on, *extra]
+
+
+@dataclass(frozen=True)
 class Matrix:
     images: tuple[ImageSpec, ...]
     templates_dir: Path
@@ -176,6 +201,8 @@ class Matrix:
     # Image id → its tightest size budget. Kept out of ImageSpec: a budget is a check on the
     # image, not part of what it contains, so changing one must not change a content id.
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what is worth a warning but not an error (file:line: field: …)
+    ci: CiSpec = CiSpec(("self-hosted", "linux", "gpu"), "nvidia-{branch}", 120)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -329,6 +356,26 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
     return problems
 
 
+def _ci_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
+    problems = []
+    for i, label in enumerate(m.ci.runs_on):
+        if not _RUNNER_LABEL.match(label):
+            problems.append(
+                f"{src.origin(('ci', 'runs_on', i))}: ci.runs_on.{i}: '{label}' is not a runner label (letters, digits, '.', '_', '-')"
+            )
+    if m.ci.driver_label is not None:
+        try:
+            example = m.ci.driver_label.format(branch="525")
+        except (KeyError, IndexError, ValueError):
+            example = ""
+        if "{branch}" not in m.ci.driver_label or not _RUNNER_LABEL.match(example):
+            problems.append(
+                f"{src.origin(('ci', 'driver_label'))}: ci.driver_label: '{m.ci.driver_label}' must be a runner label with "
+                "{branch} where the driver branch goes, like nvidia-{branch}, or null for none"
+            )
+    return problems
+
+
 def _base_ids(m: MatrixSection) -> list[tuple[str, str]]:
     """(image id, flavor) of every base image, in matrix order."""
     return [(f"{m.torch.version}-{name}-py{m.python}-{flavor}", flavor) for name in m.variants for flavor in m.flavors]
@@ -396,9 +443,11 @@ def _all_ids(m: MatrixSection) -> list[str]:
     return [i for i, _ in _base_ids(m)] + [f"{p}-{name}" for name, ext in m.extensions.items() for p in _parents(m, ext.parent)]
 
 
-def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBudget], list[str]]:
-    """Image id → its tightest budget, and the problems with the budgets as written."""
+def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBudget], list[str], list[str]]:
+    """Image id → its tightest budget; the problems with the budgets as written; and notes on
+    budgets that match no image, which are ignored: an overlay may have removed their images."""
     problems: list[str] = []
+    notes: list[str] = []
     budgets: dict[str, SizeBudget] = {}
     ids = _all_ids(m)
     for pattern, value in m.size_budgets.items():
@@ -410,11 +459,11 @@ def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBu
             continue
         matched = [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
         if not matched:
-            problems.append(f"{where}: matches no image; image ids are: {', '.join(ids)}")
+            notes.append(f"{where}: matches no image, so it checks nothing; image ids are: {', '.join(ids)}")
         for image_id in matched:
             if image_id not in budgets or limit < budgets[image_id].limit:
                 budgets[image_id] = SizeBudget(limit, where)
-    return budgets, problems
+    return budgets, problems, notes
 
 
 def _project_name(requirement: str) -> str:
@@ -454,8 +503,8 @@ def build(src: MatrixSource) -> Matrix:
     except ValidationError as exc:
         raise MatrixError(_shape_problems(src, exc)) from None
     smoke_dir = _resolve_path(src, ("smoke",), m.smoke)
-    problems = _fact_problems(src, m) or _extension_problems(src, m, smoke_dir)
-    size_budgets, budget_problems = _size_budgets(src, m) if not problems else ({}, [])
+    problems = (_fact_problems(src, m) or _extension_problems(src, m, smoke_dir)) + _ci_problems(src, m)
+    size_budgets, budget_problems, notes = _size_budgets(src, m) if not problems else ({}, [], [])
     problems += budget_problems
     if problems:
         raise MatrixError(problems)
@@ -515,6 +564,8 @@ def build(src: MatrixSource) -> Matrix:
         registry=m.registry,
         extension_tests=extension_tests,
         size_budgets=size_budgets,
+        notes=tuple(notes),
+        ci=CiSpec(tuple(m.ci.runs_on), m.ci.driver_label, m.ci.timeout_minutes),
     )
 
 

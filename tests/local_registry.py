@@ -8,9 +8,13 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from imagekit.engine import Engine
 
 CERTS_D = Path("/etc/docker/certs.d")
 
@@ -92,3 +96,19 @@ class LocalRegistry:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.trust_dir, ignore_errors=True)
+
+
+@contextmanager
+def serving(engine: Engine, folder: Path, user: str, password: str) -> Iterator[LocalRegistry]:
+    """A started registry; afterwards stopped, its trust removed, and every tag the engine holds
+    for it untagged (the images themselves belong to the tests' workspaces)."""
+    registry = LocalRegistry(folder, user, password)
+    registry.start()
+    try:
+        yield registry
+    finally:
+        registry.close()
+        for image in engine.client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{registry.host}/"):
+                    engine.client.images.remove(tag)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
-from local_registry import LocalRegistry
+from local_registry import LocalRegistry, serving
 
 from imagekit.engine import Engine
 
@@ -31,14 +31,8 @@ PASSWORD = f"registry-pw-{uuid.uuid4().hex}"
 
 @pytest.fixture(scope="module")
 def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
-    reg = LocalRegistry(tmp_path_factory.mktemp("registry"), USER, PASSWORD)
-    reg.start()
-    yield reg
-    reg.close()
-    for image in engine.client.images.list():
-        for tag in image.tags:
-            if tag.startswith(f"{reg.host}/"):
-                engine.client.images.remove(tag)  # an untag: the images themselves belong to other fixtures
+    with serving(engine, tmp_path_factory.mktemp("registry"), USER, PASSWORD) as reg:
+        yield reg
 
 
 class Publish:

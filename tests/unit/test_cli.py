@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +64,59 @@ def test_build_without_a_lock_file_says_how_to_make_one(tmp_path):
     out = imagekit("build", "--lock", str(tmp_path / "nope.lock"))
     assert out.returncode == 2
     assert f"no lock file {tmp_path / 'nope.lock'}" in out.stderr and "run `imagekit lock`" in out.stderr
+
+
+def test_options_left_out_come_from_the_environment_and_given_ones_win():
+    env = {**os.environ, "IMAGEKIT_MATRIX": "matrix.yaml overlays/local-debian.yaml", "IMAGEKIT_ONLY": "*-tracking"}
+    run = subprocess.run(
+        [sys.executable, "-m", "imagekit", "matrix", "list", "--format", "json"], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert [e["id"] for e in json.loads(run.stdout)] == ["2.6.0-cu121-py3.11-runtime-tracking"], (
+        "the overlay's one variant, its extension only"
+    )
+    given = subprocess.run([sys.executable, "-m", "imagekit", "matrix", "list", "--format", "json", "--only", "*cu118*runtime"],
+                           capture_output=True, text=True, cwd=ROOT, env={**env, "IMAGEKIT_MATRIX": "matrix.yaml"})  # fmt: skip
+    assert [e["id"] for e in json.loads(given.stdout)] == ["2.6.0-cu118-py3.11-runtime"]
+
+
+def test_github_cells_group_extensions_with_their_parent_and_carry_runner_labels(tmp_path):
+    out = imagekit("matrix", "list", "--format", "github")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.strip().splitlines()) == 1, "one line, as $GITHUB_OUTPUT takes it"
+    cells = {c["id"]: c for c in json.loads(out.stdout)["include"]}
+    assert list(cells) == [
+        "2.6.0-cu118-py3.11-runtime",
+        "2.6.0-cu118-py3.11-devel",
+        "2.6.0-cu121-py3.11-runtime",
+        "2.6.0-cu121-py3.11-devel",
+    ]
+    runtime = cells["2.6.0-cu121-py3.11-runtime"]
+    assert runtime["images"] == "2.6.0-cu121-py3.11-runtime 2.6.0-cu121-py3.11-runtime-tracking"
+    assert runtime["runs_on"] == ["self-hosted", "linux", "gpu", "nvidia-525"]
+    assert cells["2.6.0-cu118-py3.11-devel"]["runs_on"][-1] == "nvidia-450"
+    assert all(c["changed"] and c["timeout_minutes"] == 120 for c in cells.values())
+
+    # Against an earlier listing: only what differs is changed; --changed-only keeps just that.
+    earlier = json.loads(out.stdout)
+    earlier["include"][2]["inputs_id"] = "0" * 64
+    (tmp_path / "base.json").write_text(json.dumps(earlier))
+    changed = imagekit("matrix", "list", "--format", "github", "--changed-against", str(tmp_path / "base.json"), "--changed-only")
+    assert [c["id"] for c in json.loads(changed.stdout)["include"]] == ["2.6.0-cu121-py3.11-runtime"]
+    (tmp_path / "bad.json").write_text("{}")
+    bad = imagekit("matrix", "list", "--format", "github", "--changed-against", str(tmp_path / "bad.json"))
+    assert bad.returncode == 2 and "is not a `imagekit matrix list --format github` listing" in bad.stderr
+
+
+def test_a_template_change_changes_every_cell_that_renders_it(tmp_path):
+    before = json.loads(imagekit("matrix", "list", "--format", "github").stdout)["include"]
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    extension = tmp_path / "templates" / "Extension.Dockerfile.j2"
+    extension.write_text(extension.read_text() + "# changed\n")
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(f"templates: {tmp_path / 'templates'}\n")
+    after = json.loads(imagekit("matrix", "list", "--format", "github", "--matrix", "matrix.yaml", "--matrix", str(overlay)).stdout)[
+        "include"
+    ]
+    changed = {a["id"] for a, b in zip(after, before, strict=True) if a["inputs_id"] != b["inputs_id"]}
+    assert changed == {"2.6.0-cu118-py3.11-runtime", "2.6.0-cu121-py3.11-runtime"}, "only the cells holding an extension"

@@ -32,6 +32,10 @@ def test_old_driver_runs_cu118_but_not_cu121(tmp_path, monkeypatch):
     assert "upgrade the driver to >= 525.60.13" in checks["variant cu121"].tip
     assert checks["docker engine"].ok is False and "start the Docker engine" in checks["docker engine"].tip
     assert checks["buildkit"].ok is False
+    assert "runner labels" not in checks, "labels come with the matrix's ci section"
+    matrix = load_matrix([ROOT / "matrix.yaml"])
+    checks = {c.name: c for c in run_checks(list(matrix.images), Engine(), matrix.ci)}
+    assert checks["runner labels"].detail.endswith("give it: self-hosted, linux, gpu, nvidia-450"), "not nvidia-525: 470 cannot run cu121"
 
 
 def test_doctor_cli_exits_1_and_prints_remedies(tmp_path):
@@ -42,6 +46,7 @@ def test_doctor_cli_exits_1_and_prints_remedies(tmp_path):
     )
     assert out.returncode == 1
     assert "  ok  variant cu121: needs driver >= 525.60.13: runs on 550.54.14" in out.stderr
+    assert "  --  runner labels: as a self-hosted GitHub Actions runner, give it: self-hosted, linux, gpu, nvidia-525" in out.stderr
     assert "variant cu118" not in out.stderr  # --only narrows the variants judged
     assert "FAIL  docker engine: cannot reach the Docker engine" in out.stderr
     assert "Traceback" not in out.stderr

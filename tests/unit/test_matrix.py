@@ -218,6 +218,25 @@ def test_size_budget_mistakes_name_the_line_and_the_remedy(tmp_path: Path):
     f = overlay
     assert problems_at([M / "good.yaml", overlay]) == [
         f"{f}:2: size_budgets.*-runtime: '6.5 gigs' is not a size; write bytes or a number with a unit, like 7GB or 6.5GiB",
-        f"{f}:3: size_budgets.*-cu999-*: matches no image; image ids are: 2.6.0-cu118-py3.11-runtime, 2.6.0-cu118-py3.11-devel, "
-        "2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
     ]
+    # A glob that matches nothing is not an error (an overlay may remove the images it was for), but it is said.
+    overlay.write_text('size_budgets:\n  "*-cu999-*": 7GB\n')
+    assert load_matrix([M / "good.yaml", overlay]).notes == (
+        f"{f}:2: size_budgets.*-cu999-*: matches no image, so it checks nothing; image ids are: 2.6.0-cu118-py3.11-runtime, "
+        "2.6.0-cu118-py3.11-devel, 2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
+    )
+
+
+def test_ci_runner_labels_are_checked_at_their_lines(tmp_path: Path):
+    overlay = tmp_path / "ci.yaml"
+    overlay.write_text('ci:\n  runs_on: [self-hosted, "gpu box"]\n  driver_label: nvidia\n  timeout_minutes: 0\n')
+    found = problems_at([M / "good.yaml", overlay])
+    assert found == [f"{overlay}:4: ci.timeout_minutes: Input should be greater than or equal to 1"]
+    overlay.write_text('ci:\n  runs_on: [self-hosted, "gpu box"]\n  driver_label: nvidia\n')
+    assert problems_at([M / "good.yaml", overlay]) == [
+        f"{overlay}:2: ci.runs_on.1: 'gpu box' is not a runner label (letters, digits, '.', '_', '-')",
+        f"{overlay}:3: ci.driver_label: 'nvidia' must be a runner label with {{branch}} where the driver branch goes, like nvidia-{{branch}}, or null for none",
+    ]
+    overlay.write_text("ci:\n  runs_on: [self-hosted, a100]\n  driver_label: null\n")
+    matrix = load_matrix([M / "good.yaml", overlay])
+    assert matrix.ci.labels(matrix.images[0]) == ["self-hosted", "a100"]

