@@ -28,6 +28,7 @@ class Context:
     event: str  # push | pull_request | schedule
     ref: str = "refs/heads/main"
     base_sha: str = ""  # a pull request's base commit
+    from_fork: bool = False  # a pull request from another repository
     default_branch: str = "main"
     matrix: dict[str, Any] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
@@ -61,7 +62,10 @@ class Context:
             "always()": lambda: True,
             "github.event_name == 'schedule'": lambda: self.event == "schedule",
             "!cancelled() && steps.build.outcome != 'skipped'": lambda: self.outcomes.get("build", "skipped") != "skipped",
-            "needs.plan.outputs.any == 'true'": lambda: self.needs_outputs["plan"]["any"] == "true",
+            "needs.plan.outputs.any == 'true' && (github.event_name != 'pull_request' || "
+            "github.event.pull_request.head.repo.full_name == github.repository)": lambda: (
+                self.needs_outputs["plan"]["any"] == "true" and (self.event != "pull_request" or not self.from_fork)
+            ),
             "github.event_name == 'push' && (github.ref == format('refs/heads/{0}', github.event.repository.default_branch) "
             "|| startsWith(github.ref, 'refs/tags/'))": lambda: self.event == "push" and on_default_or_tag,
         }

@@ -102,6 +102,8 @@ def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: W
     assert cell["images"] == f"{IMAGE_ID} {EXTENSION_ID}" and cell["runs_on"][-1] == "nvidia-525"
     ctx.matrix = cell
     assert ctx.condition(WORKFLOW["jobs"]["images"]["if"])
+    fork = Context("pull_request", from_fork=True, needs_outputs=ctx.needs_outputs)
+    assert not fork.condition(WORKFLOW["jobs"]["images"]["if"]), "a fork's pull request never reaches the GPU runners"
 
     cpu = {"IMAGEKIT_TEST_GPUS": "none", "IMAGEKIT_TEST_REQUIRE_GPU": ""}
     images = JobRunner(WORKFLOW, "images", ctx, repo, tmp_path / "runner-images", tmp_path / "artifacts", overrides | cpu)
