@@ -16,7 +16,7 @@ from .engine import Builder, BuildProcesses, Engine, run_build
 from .errors import ImagekitError
 from .identity import Identity, identify
 from .matrix import ImageSpec, SizeBudget
-from .package_manifest import human
+from .package_manifest import PackageManifest, human
 from .package_manifest import read as read_manifest
 from .pip_secrets import pip_secrets
 from .provenance import Provenance
@@ -109,16 +109,22 @@ class BuildRun:
         to test or publish (a rebuild from the build cache brings it back in seconds)."""
         image = ident.rendered.image
         size = int((self.engine.inspect_image(ident.content_tag) or {}).get("Size") or 0)
-        record: dict[str, object] = {"image": image.id, "content_tag": ident.content_tag, "size": size}
+        manifest: PackageManifest | str
         try:
-            record["manifest"] = read_manifest(self.engine, ident.content_tag).as_dict()
+            manifest = read_manifest(self.engine, ident.content_tag)
         except ImagekitError as exc:  # a site's own template may not write one; sizes still count
-            record["manifest"] = None
-            record["manifest_problem"] = exc.message
-        record["layers"] = [{"size": s, "created_by": c} for s, c in self.engine.history(ident.content_tag)]
+            manifest = exc.message
+        layers = self.engine.history(ident.content_tag)
+        record = {
+            "image": image.id,
+            "content_tag": ident.content_tag,
+            "size": size,
+            "manifest": manifest if isinstance(manifest, str) else manifest.as_dict(),
+            "layers": [{"size": s, "created_by": c} for s, c in layers],
+        }
         write_atomic(self.logs_dir.parent / "manifests" / f"{image.id}.json", json.dumps(record, indent=2) + "\n")
         budget = self.size_budgets.get(image.id)
-        details = over_budget(self.engine, ident.content_tag, size, budget) if budget else []
+        details = over_budget(size, budget, layers, manifest) if budget else []
         if details:
             for tag in ident.tags:
                 self.engine.remove_image(tag)

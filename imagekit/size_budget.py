@@ -5,30 +5,27 @@ from __future__ import annotations
 
 import re
 
-from .engine import Engine
-from .errors import ImagekitError
 from .matrix import SizeBudget
-from .package_manifest import human, read
+from .package_manifest import PackageManifest, human
 
 SHOWN = 8  # how many layers and packages an over-budget message lists
 
 
-def over_budget(engine: Engine, ref: str, size: int, budget: SizeBudget) -> list[str]:
-    """Nothing when ``ref`` (of ``size`` bytes) is within ``budget``; else the lines that say by
-    how much, and what is biggest in it."""
+def over_budget(size: int, budget: SizeBudget, layers: list[tuple[int, str]], manifest: PackageManifest | str) -> list[str]:
+    """Nothing when an image of ``size`` bytes is within ``budget``; else the lines that say by
+    how much, and what is biggest in it: its ``layers`` (size, instruction) and the packages of its
+    ``manifest`` (or why it has none)."""
     if size <= budget.limit:
         return []
     lines = [f"{human(size)} is over its size budget of {human(budget.limit)} by {human(size - budget.limit)} (budget: {budget.where})"]
     lines.append("largest layers:")
-    for layer_size, created_by in sorted(engine.history(ref), key=lambda h: -h[0])[:SHOWN]:
+    for layer_size, created_by in sorted(layers, key=lambda h: -h[0])[:SHOWN]:
         lines.append(f"  {human(layer_size):>10}  {_instruction(created_by)}")
-    try:
-        packages = read(engine, ref).largest(SHOWN)
-    except ImagekitError as exc:
-        lines.append(f"largest packages: unknown ({exc.message})")
+    if isinstance(manifest, str):
+        lines.append(f"largest packages: unknown ({manifest})")
     else:
         lines.append("largest packages:")
-        lines += [f"  {human(p.size):>10}  {p.kind} {p.name} {p.version}" for p in packages]
+        lines += [f"  {human(p.size):>10}  {p.kind} {p.name} {p.version}" for p in manifest.largest(SHOWN)]
     return lines
 
 
