@@ -336,6 +336,33 @@ class Engine:
         except docker.errors.ImageNotFound:
             pass
 
+    def build_cache_ids(self) -> set[str]:
+        """The ids of BuildKit's cache records on this engine."""
+        return {r["ID"] for r in self.client.df().get("BuildCache") or []}
+
+    def drop_build_cache(self, since: set[str]) -> int:
+        """Prune the cache records made after ``since`` was read that no image and no running build
+        holds (a rebuild whose image is gone); bytes reclaimed. A build's layers are a chain of
+        records and BuildKit prunes a record only once its children are gone: leaves go first,
+        pass after pass."""
+        try:
+            records = {r["ID"]: r for r in self.client.df().get("BuildCache") or [] if r["ID"] not in since}
+            doomed = {i for i, r in records.items() if not r.get("InUse") and not r.get("Shared")}
+            reclaimed = 0
+            while doomed:
+                pruned = set()
+                for record_id in sorted(doomed):
+                    # The engine matches the id filter as a pattern; record ids are plain base32.
+                    answer = self.client.api.prune_builds(filters={"id": [record_id]})
+                    reclaimed += int(answer.get("SpaceReclaimed") or 0)
+                    pruned |= set(answer.get("CachesDeleted") or []) & doomed
+                if not pruned:
+                    break
+                doomed -= pruned
+        except docker.errors.APIError as exc:
+            raise EngineError(f"cannot prune the build cache: {exc.explanation}", tip="`docker builder prune` frees it") from None
+        return reclaimed
+
     def read_file(self, ref: str, path: str) -> bytes | None:
         """The bytes of file ``path`` in image ``ref`` (from a container created, never started,
         and removed afterwards); None when the image has no such file."""

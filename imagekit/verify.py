@@ -103,6 +103,7 @@ class VerifyOutcome:
     differences: list[Difference] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    cache_reclaimed: int = 0  # bytes of the rebuild's build cache dropped afterwards
 
 
 def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], reports_dir: Path) -> VerifyOutcome:
@@ -124,6 +125,7 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         rebuild_tag = f"{image.repository}:{image.id}-verify"
         log_path = reports_dir / "logs" / f"verify-{image.id}.log"
         console.info(f"{image.id}: rebuilding without the build cache (log: {log_path})")
+        cache_before = run.engine.build_cache_ids()
         try:
             rc = run.docker_build(ident, secrets, [rebuild_tag], log_path, lambda line: None, no_cache=True)
             if rc != 0:
@@ -137,6 +139,7 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
             rebuilt_id = (run.engine.inspect_image(rebuild_tag) or {}).get("Id")
         finally:
             run.engine.remove_image(rebuild_tag)
+            out.cache_reclaimed = _drop_rebuild_cache(run, image.id, cache_before)
         out.differences, out.allowed = compare(original, rebuilt)
         if run.reproducibility and run.reproducibility.rewrite_timestamp and rebuilt_id != existing["Id"]:
             # This builder rewrites timestamps: equal files are not enough, the digests must agree.
@@ -158,3 +161,16 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         out.seconds = time.monotonic() - start
         write_atomic(reports_dir / f"verify-{image.id}.json", json.dumps(asdict(out), indent=2) + "\n")
     return out
+
+
+def _drop_rebuild_cache(run: BuildRun, image_id: str, before: set[str]) -> int:
+    """A cold rebuild leaves a second copy of every layer (gigabytes of torch) in the build cache
+    once its image is removed, and Engine 20.10 runs no cache GC by default: drop it. A failure
+    here costs disk, never the verdict."""
+    try:
+        reclaimed = run.engine.drop_build_cache(before)
+    except ImagekitError as exc:
+        console.warn(f"{image_id}: the rebuild's build cache stays: {exc.message}")
+        return 0
+    console.info(f"{image_id}: dropped the rebuild's build cache ({reclaimed / 1e9:.2f} GB)")
+    return reclaimed

@@ -8,7 +8,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit.engine import Engine
@@ -19,6 +19,12 @@ IMAGE_ID = "2.6.0-cu121-py3.11-runtime"
 EXTENSION_ID = f"{IMAGE_ID}-tracking"  # matrix.yaml's example extension of IMAGE_ID
 
 
+# Reset SIGINT to its default, then exec the same Python with the remaining arguments.
+_DEFAULT_SIGINT_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
 @dataclass
 class Workspace:
     repo: str
@@ -27,6 +33,8 @@ class Workspace:
     reports: Path
     out: Path
     env: dict[str, str]
+    # Build cache records that existed before the session: what its tests may drop is the rest.
+    cache_before: set[str] = field(default_factory=set)
 
     def args(self, *extra: str) -> list[str]:
         return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
@@ -38,8 +46,10 @@ class Workspace:
 
     def interrupt(self, args: list[str], ready: Callable[[], bool], signum: int, what: str) -> tuple[int, str]:
         """Start imagekit, wait (up to 2 min) until ``ready()``, send ``signum``; its exit code and stderr."""
-        proc = subprocess.Popen([sys.executable, "-m", "imagekit", *args], cwd=ROOT, env=self.env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        # A shell's background job inherits SIGINT ignored, and Python then installs no Ctrl-C
+        # handler: give imagekit the default disposition a terminal's foreground job has.
+        argv = [sys.executable, "-c", _DEFAULT_SIGINT_EXEC, "-m", "imagekit", *args]
+        proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
             while not ready() and time.monotonic() < deadline:

@@ -94,8 +94,11 @@ class LocalRegistry:
         return sorted(r.json().get("tags") or []) if r.ok else []
 
     def close(self) -> None:
+        """Stop, remove the trust, and drop the stored blobs (gigabytes of torch layers); the
+        configuration and registry.log stay for a failure's post-mortem."""
         self.stop()
         shutil.rmtree(self.trust_dir, ignore_errors=True)
+        shutil.rmtree(self.folder / "data", ignore_errors=True)
 
 
 @contextmanager

@@ -49,7 +49,7 @@ def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
         "--lock",
         str(tmp / "e2e.lock"),
     ]
-    workspace = Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env)
+    workspace = Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env, engine.build_cache_ids())
     locked = workspace.imagekit("lock", *matrices, timeout=600)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     yield workspace
@@ -58,6 +58,8 @@ def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
         engine.remove_image(image.id)
     for image in engine.client.images.list(name=f"imagekit-e2e/no-shell-{run}"):
         engine.remove_image(image.id)
+    # With the images gone, their layers stay on as build cache (the engine runs no GC): drop it.
+    engine.drop_build_cache(workspace.cache_before)
 
 
 @pytest.fixture(scope="session")

@@ -338,11 +338,13 @@ def test_verify_rebuilds_both_images_to_the_same_file_tree(built, ws, engine):
     """Issue 5's proof on this machine's BuildKit 0.8 (no timestamp rewriting): a cold rebuild of
     the locked base image and of its extension gives the same files, byte for byte."""
     assert built.returncode == 0
+    cache_before = engine.build_cache_ids()
     out = ws.imagekit("verify", *ws.args(), IMAGE_ID, EXTENSION_ID, timeout=1800)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for image_id in (IMAGE_ID, EXTENSION_ID):
         record = json.loads((ws.reports / f"verify-{image_id}.json").read_text())
         assert record["state"] == "same" and record["differences"] == [], record["message"]
+        assert f"{image_id}: dropped the rebuild's build cache" in out.stderr
         assert "same inputs" in record["message"] and all(stamped(p) for p in record["allowed"])
         log = (ws.reports / "logs" / f"verify-{image_id}.log").read_text()
         # BuildKit's plain progress: "#8 [torch 1/2] RUN …" and, for a step taken from the cache, "#8 CACHED".
@@ -350,6 +352,11 @@ def test_verify_rebuilds_both_images_to_the_same_file_tree(built, ws, engine):
         cached = set(re.findall(r"^(#\d+) CACHED$", log, re.MULTILINE))
         assert "--no-cache" in log.splitlines()[0] and runs and not runs & cached, "the rebuild must not come from the build cache"
     assert not [t for i in engine.client.images.list(name=ws.repo) for t in i.tags if t.endswith("-verify")]
+    # The rebuild's second copy of torch does not stay behind as build cache.
+    base = json.loads((ws.reports / f"verify-{IMAGE_ID}.json").read_text())
+    assert base["cache_reclaimed"] > 10**9, base["cache_reclaimed"]
+    torch_layers = [r for r in engine.client.df()["BuildCache"] if r["ID"] not in cache_before and r["Size"] > 10**9]
+    assert not [r for r in torch_layers if not r["Shared"] and not r["InUse"]], torch_layers
 
 
 def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):

@@ -181,6 +181,8 @@ def test_pull_by_digest_into_a_clean_engine_and_smoke_it(published, pub, registr
         for tag in local_tags:  # give the session's other tests their image back
             if engine.inspect_image(reference) is not None:
                 engine.tag(reference, tag)
+        # The removed build's layers linger as build cache beside the pulled copy: drop them.
+        engine.drop_build_cache(ws.cache_before)
 
 
 def test_the_credential_never_leaks(published, pub, ws, engine):

@@ -5,9 +5,11 @@ validate. Deselect locally with `-m 'not host_torch'` (it downloads about 2.5 GB
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import venv
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(scope="module")
-def torch_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def torch_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     env_dir = tmp_path_factory.mktemp("host-torch") / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
@@ -28,7 +30,9 @@ def torch_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "numpy==2.2.6", "pytest==8.3.5", "-e", str(ROOT)],
         check=True, timeout=1500,
     )  # fmt: skip
-    return python
+    yield python
+    # 5 GB of torch: gone before the other modules on this worker build their images.
+    shutil.rmtree(env_dir)
 
 
 def test_smoke_passes_on_a_cpu_host_against_an_image_promise(torch_python, tmp_path):
