@@ -195,6 +195,7 @@ class Matrix:
     smoke_dir: Path
     source: str | None
     files: tuple[Path, ...]
+    ci: CiSpec
     registry: str | None = None
     # Extension image id → its own tests folder (host paths stay out of ImageSpec and the content id).
     extension_tests: dict[str, Path] = field(default_factory=dict)
@@ -202,7 +203,6 @@ class Matrix:
     # image, not part of what it contains, so changing one must not change a content id.
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what is worth a warning but not an error (file:line: field: …)
-    ci: CiSpec = CiSpec(("self-hosted", "linux", "gpu"), "nvidia-{branch}", 120)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)

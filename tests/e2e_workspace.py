@@ -56,8 +56,7 @@ class Workspace:
                 time.sleep(0.5)
             assert ready(), f"{what} never started"
             proc.send_signal(signum)
-            # Generous: on a loaded 2-core machine removing a running container can take a while.
-            _, stderr = proc.communicate(timeout=180)
+            _, stderr = proc.communicate(timeout=60)
         finally:
             proc.kill()
             proc.communicate()
