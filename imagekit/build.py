@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console
-from .engine import Builder, BuildProcesses, Engine, run_build
+from .engine import OCI, Builder, BuildProcesses, Engine, run_build
 from .errors import ImagekitError
 from .identity import Identity, identify
 from .matrix import ImageSpec, SizeBudget
@@ -108,7 +109,7 @@ class BuildRun:
         when it is over its size budget: then its tags are removed, so nothing over budget is left
         to test or publish (a rebuild from the build cache brings it back in seconds)."""
         image = ident.rendered.image
-        size = int((self.engine.inspect_image(ident.content_tag) or {}).get("Size") or 0)
+        size = self.engine.size(ident.content_tag)
         manifest: PackageManifest | str
         try:
             manifest = read_manifest(self.engine, ident.content_tag)
@@ -145,15 +146,21 @@ class BuildRun:
         *,
         no_cache: bool = False,
     ) -> int:
-        """Run the BuildKit build of ``ident`` into ``tags``, logging to ``log_path``; its exit code."""
+        """Run the BuildKit build of ``ident`` into ``tags``, logging to ``log_path``; its exit code.
+        Where the builder reaches equal digests through an OCI archive (reproducibility.py), the
+        archive goes to a temporary file beside the build contexts, is loaded, and is removed."""
         image = ident.rendered.image
         context = ident.rendered.write(self.render_dir)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         if ident.parent:
-            build_args = {PARENT_ARG: self.engine.pinned(ident.parent.content_tag)}
-        else:  # a local base has no digest to build FROM: its tag, checked against the lock already
-            build_args = {BASE_ARG: ident.base_ref if "@" in ident.base_ref else image.base_image}
+            build_args = {PARENT_ARG: self.engine.parent_reference(ident.parent.content_tag)}
+        else:
+            build_args = {BASE_ARG: self.engine.base_reference(image.base_image, ident.base_ref)}
         repro = self.reproducibility
+        tarball = None
+        if repro and repro.method == OCI:
+            tarball = self.render_dir / ".oci" / f"{image.id}-{uuid.uuid4().hex[:8]}.tar"
+            tarball.parent.mkdir(parents=True, exist_ok=True)
         argv, env = self.builder.command(
             context,
             tags,
@@ -162,12 +169,25 @@ class BuildRun:
             build_args,
             no_cache=no_cache,
             source_date_epoch=self.provenance.epoch if repro and repro.source_date_epoch else None,
-            rewrite_timestamp=bool(repro and repro.rewrite_timestamp),
+            oci_tarball=tarball,
         )
         # Line-buffered, so `tail -f` on the log follows the build as it happens.
         with log_path.open("w", encoding="utf-8", buffering=1) as log:
             log.write("$ " + " ".join(argv) + "\n")
-            return run_build(argv, env, log, self.procs, on_line)
+            try:
+                rc = run_build(argv, env, log, self.procs, on_line)
+                if rc != 0 or tarball is None:
+                    return rc
+                on_line(f"loading {tarball.name}")
+                log.write(f"$ docker load < {tarball}\n")
+                self.engine.load(tarball, tags[0])
+                for tag in tags[1:]:
+                    self.engine.tag(tags[0], tag)
+                log.write(f"loaded as {', '.join(tags)}: {(self.engine.inspect_image(tags[0]) or {}).get('Id')}\n")
+                return 0
+            finally:
+                if tarball is not None:
+                    tarball.unlink(missing_ok=True)
 
 
 def _built_on(layers: list[str], parent_layers: list[str]) -> bool:

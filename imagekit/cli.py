@@ -255,8 +255,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     builder = find_builder()
     engine = _engine()
     repro = reproducibility.detect(builder, engine)
-    console.info(f"building {len(rendered)} image(s) with {builder.describe()}, {args.jobs} at a time")
-    console.info(f"reproducibility on this builder: {repro.describe()}")
+    console.info(f"building {len(rendered)} image(s) with {builder.describe(repro.method)}, {args.jobs} at a time")
+    console.info(f"engine: {engine.describe_store()}; reproducibility on this builder: {repro.describe()}")
     outcomes = build_images(
         rendered,
         engine=engine,
@@ -400,7 +400,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     matrix, rendered = _selected(args)
     engine, builder = _engine(), find_builder()
     repro = reproducibility.detect(builder, engine)
-    console.info(f"reproducibility on this builder: {repro.describe()}")
+    console.info(f"engine: {engine.describe_store()}; reproducibility on this builder: {repro.describe()}")
     provenance = collect(matrix.files[0].parent, matrix.source)
     run = BuildRun(engine, builder, provenance, args.out, args.reports / "logs", reproducibility=repro)
     outcomes = []

@@ -19,6 +19,12 @@ DISK_PER_IMAGE = 10 * 2**30
 DISK_PER_EXTENSION = 2 * 2**30
 
 
+BIT_FOR_BIT_TIP = (
+    "equal image digests need buildx with BuildKit >= 0.13 on the containerd image store "
+    '(daemon.json: {"features": {"containerd-snapshotter": true}}, the default of fresh Engine 29 installs)'
+)
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -80,16 +86,17 @@ def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None
         info = engine.info()
         docker_root = Path(info.get("DockerRootDir") or docker_root)
         checks.append(
-            Check("docker engine", True, f"Engine {version.get('Version')} (API {version.get('ApiVersion')}), {info.get('Driver')} storage")
+            Check("docker engine", True, f"Engine {version.get('Version')} (API {version.get('ApiVersion')}), {engine.describe_store()}")
         )
     except ImagekitError as exc:
         checks.append(Check("docker engine", False, exc.message, exc.tip or ""))
     try:
         builder = find_builder()
-        checks.append(Check("buildkit", True, builder.describe()))
         repro = reproducibility.detect(builder, engine)
+        checks.append(Check("buildkit", True, builder.describe(repro.method)))
         # Informational below bit-for-bit: verify still proves equal file trees on any builder.
-        checks.append(Check("reproducibility", True if repro.rewrite_timestamp else None, repro.describe()))
+        tip = "" if repro.bit_for_bit else BIT_FOR_BIT_TIP
+        checks.append(Check("reproducibility", True if repro.bit_for_bit else None, repro.describe(), tip))
     except ImagekitError as exc:
         checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
     checks += _gpu_checks(images, info, ci)

@@ -1,9 +1,18 @@
 """The one module that talks to Docker: the CLI for BuildKit builds, the SDK for everything else.
 
 The Docker SDK for Python cannot build with BuildKit (docker/docker-py#2230), and the templates need
-BuildKit's cache and secret mounts, so builds go through the docker CLI: `docker buildx build
---load` where the buildx plugin exists, else `DOCKER_BUILDKIT=1 docker build` on a CLI older than
-23.0 (newer CLIs refuse that without buildx). Images and containers go through the SDK.
+BuildKit's cache and secret mounts, so builds go through the docker CLI: `docker buildx build` where
+the buildx plugin exists, else `DOCKER_BUILDKIT=1 docker build` on a CLI older than 23.0 (newer CLIs
+refuse that without buildx). Images and containers go through the SDK.
+
+Two image stores behave differently (facts.md "Current Docker engines"), and everything here that
+depends on it asks `Engine.store`:
+- classic (graph driver, overlay2): an image id is the digest of the image's config; RepoDigests
+  exist only for images pulled from or pushed to a registry.
+- containerd (the default of fresh Engine 29 installs): an image id is the digest of its manifest
+  (or index), and every named image lists a RepoDigest, registry or not; BuildKit resolves a
+  `name:tag@digest` reference from the store and checks the digest, but goes to the registry for a
+  bare `name@digest`.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from docker.types import DeviceRequest
 
 from .errors import ConfigurationError, EngineError, RegistryError
 from .facts import version_tuple
+from .registry import ImageKey
 
 ENGINE_TIP = "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) or point DOCKER_HOST at one"
 BUILDER_TIP = (
@@ -35,6 +45,11 @@ BUILDER_TIP = (
     "IMAGEKIT_DOCKER=/path/to/docker picks a CLI explicitly"
 )
 CONTAINER_LABEL = "io.imagekit.role"
+CLASSIC, CONTAINERD = "classic", "containerd"
+# How a build's image reaches the engine: `load` (the exporter writes it into the image store), or
+# `oci` (an OCI tarball with rewrite-timestamp=true, then `docker load`): the containerd store's
+# exporter refuses rewrite-timestamp beside its unpack step (moby/buildkit#4230), the tarball does not.
+LOAD, OCI = "load", "oci"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,11 +61,14 @@ class Builder:
     docker: str  # path of the docker CLI
     kind: str  # "buildx" or "buildkit"
     client_version: str
+    buildx_version: str | None = None
 
-    def describe(self) -> str:
+    def describe(self, method: str = LOAD) -> str:
+        cli = f"{self.docker}, CLI {self.client_version}"
         if self.kind == "buildx":
-            return f"docker buildx build --load ({self.docker}, CLI {self.client_version})"
-        return f"DOCKER_BUILDKIT=1 docker build ({self.docker}, CLI {self.client_version})"
+            how = "--output type=oci,rewrite-timestamp=true, then docker load" if method == OCI else "--load"
+            return f"docker buildx build {how} ({cli}, buildx {self.buildx_version or 'unknown'})"
+        return f"DOCKER_BUILDKIT=1 docker build ({cli})"
 
     def command(
         self,
@@ -62,20 +80,26 @@ class Builder:
         *,
         no_cache: bool = False,
         source_date_epoch: int | None = None,
-        rewrite_timestamp: bool = False,
+        oci_tarball: Path | None = None,
     ) -> tuple[list[str], dict[str, str]]:
-        """The build command. ``source_date_epoch`` (BuildKit >= 0.11) fixes the image's times;
-        ``rewrite_timestamp`` (BuildKit >= 0.13, buildx) also clamps file times in new layers to
-        it, for equal digests (imagekit/reproducibility.py)."""
+        """The build command. ``source_date_epoch`` (BuildKit >= 0.11) fixes the image's times.
+        ``oci_tarball``: write the image there as an OCI archive with every file time in new layers
+        clamped to it (rewrite-timestamp, BuildKit >= 0.13), named after the first tag, for
+        `Engine.load` (imagekit/reproducibility.py says when)."""
         if self.kind == "buildx":
-            load = ["--output", "type=docker,rewrite-timestamp=true"] if rewrite_timestamp else ["--load"]
-            argv = [self.docker, "buildx", "build", *load]
+            # No provenance attestation: it records the build's start and end times, so no two
+            # builds would share a digest, and the classic store drops it anyway.
+            argv = [self.docker, "buildx", "build", "--provenance=false"]
+            if oci_tarball is not None:
+                argv += ["--output", f"type=oci,dest={oci_tarball},rewrite-timestamp=true,name={tags[0]}"]
+            else:
+                argv.append("--load")
         else:
             argv = [self.docker, "build"]
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
         if no_cache:
             argv.append("--no-cache")
-        for tag in tags:
+        for tag in tags if oci_tarball is None else []:
             argv += ["--tag", tag]
         build_args = dict(build_args or {})
         if source_date_epoch is not None:
@@ -103,12 +127,16 @@ def _cli_version(docker_cli: str) -> str | None:
     return first[0] if first else None
 
 
-def _has_buildx(docker_cli: str) -> bool:
+def _buildx_version(docker_cli: str) -> str | None:
+    """buildx's version (`github.com/docker/buildx v0.29.1 …` → `0.29.1`); None without the plugin."""
     try:
         out = subprocess.run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0
+        return None
+    if out.returncode != 0:
+        return None
+    words = out.stdout.split()
+    return words[1].removeprefix("v") if len(words) > 1 else "unknown"
 
 
 def _major(version: str) -> int:
@@ -147,8 +175,9 @@ def find_builder() -> Builder:
         if version is None:
             refused.append(f"{cli} (does not run)")
             continue
-        if _has_buildx(cli):
-            return Builder(cli, "buildx", version)
+        buildx = _buildx_version(cli)
+        if buildx is not None:
+            return Builder(cli, "buildx", version, buildx)
         if _major(version) < 23:
             return Builder(cli, "buildkit", version)
         refused.append(f"{cli} (CLI {version}, no buildx plugin)")
@@ -210,9 +239,35 @@ class ContainerResult:
     timed_out: bool
 
 
+BASE_TIP = "set base_image in an overlay to an image this host has or can pull (a mirror)"
+
+
+def _without_digest(ref: str) -> str:
+    return ref.split("@", 1)[0]
+
+
+def _repository(ref: str) -> str:
+    """`host:5000/ml/x:tag@sha256:…` → `host:5000/ml/x`."""
+    name = _without_digest(ref)
+    last = name.rsplit("/", 1)[-1]
+    return name.rsplit(":", 1)[0] if ":" in last else name
+
+
+def pushed_digest(event: dict[str, Any]) -> str | None:
+    """The manifest digest in one event of a push's reply stream. The classic store sends it as
+    `aux.Digest`; the containerd store only in the closing status line, `TAG: digest: sha256:… size: N`."""
+    aux = (event.get("aux") or {}).get("Digest")
+    if aux:
+        return str(aux)
+    status = str(event.get("status") or "")
+    _, found, rest = status.partition(": digest: ")
+    return rest.split()[0] if found and rest.startswith("sha256:") else None
+
+
 @dataclass
 class Engine:
     _client: Any = field(default=None, repr=False)
+    _store: str | None = field(default=None, repr=False)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -239,31 +294,75 @@ class Engine:
     def info(self) -> dict[str, Any]:
         return self.client.info()
 
+    @property
+    def store(self) -> str:
+        """CONTAINERD when the engine keeps images in containerd (its snapshotter shows as the
+        driver type), else CLASSIC."""
+        if self._store is None:
+            status = dict(tuple(pair) for pair in self.info().get("DriverStatus") or [] if len(pair) == 2)
+            self._store = CONTAINERD if "containerd.snapshotter" in str(status.get("driver-type", "")) else CLASSIC
+        return self._store
+
+    def describe_store(self) -> str:
+        driver = self.info().get("Driver")
+        if self.store == CONTAINERD:
+            return f"containerd image store ({driver} snapshotter)"
+        return f"classic image store ({driver} graph driver)"
+
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
         try:
             return self.client.api.inspect_image(ref)
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
-            if exc.status_code == 404:
+            if exc.status_code in (400, 404):  # 400: a reference the store cannot even parse as one of its names
                 return None
             raise EngineError(f"cannot inspect {ref}: {exc.explanation}") from None
 
+    def key(self, ref: str) -> ImageKey | None:
+        """What ``ref``'s image id is the digest of on this engine, for comparing with a registry."""
+        attrs = self.inspect_image(ref)
+        if attrs is None:
+            return None
+        return ImageKey(attrs["Id"], "manifest" if self.store == CONTAINERD else "config")
+
+    def registry_digest(self, ref: str, attrs: dict[str, Any]) -> str | None:
+        """``name@sha256:…`` when ``ref``'s image came from a registry, else None (a local image).
+        The classic store records a registry digest only for pulled or pushed images. The containerd
+        store lists one for every image, so there the registry is asked what it serves for ``ref``
+        (the engine's own resolver, with its mirrors, TLS and credentials): a registry that cannot
+        be reached or does not know the name makes it a local image."""
+        name = _repository(ref)
+        if self.store == CLASSIC:
+            for digest in attrs.get("RepoDigests") or []:
+                if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
+                    return digest
+            return None
+        if "@" in ref:
+            return ref
+        try:
+            served = self.client.api.inspect_distribution(ref)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return None
+        digest = (served.get("Descriptor") or {}).get("digest")
+        return f"{name}@{digest}" if digest else None
+
     def resolve(self, ref: str, *, pull: bool) -> str | None:
         """The immutable reference behind ``ref``: its registry digest (name@sha256:…) when it came
-        from a registry, else its local image id. Pulls it first when absent and ``pull`` is set.
+        from a registry, else its local image id. Pulls it first when absent and ``pull`` is set
+        (or, on the containerd store, when the registry serves other content under its tag).
         None when it is absent (and could not be pulled)."""
         attrs = self.inspect_image(ref)
         if attrs is None and pull:
-            attrs = self.ensure(ref, what="base image", tip="set base_image in an overlay to an image this host has or can pull (a mirror)")
+            attrs = self.ensure(ref, what="base image", tip=BASE_TIP)
         if attrs is None:
             return None
-        repo = ref.rsplit("@", 1)[0]
-        name = repo if ":" not in repo.rsplit("/", 1)[-1] else repo.rsplit(":", 1)[0]
-        for digest in attrs.get("RepoDigests") or []:
-            if digest.split("@", 1)[0] in (name, f"docker.io/{name}", f"docker.io/library/{name}"):
-                return digest
-        return attrs["Id"]
+        digest = self.registry_digest(ref, attrs)
+        if digest is None:
+            return str(attrs["Id"])
+        if pull and self.inspect_image(digest) is None:
+            self.ensure(digest, what="base image", tip=BASE_TIP)
+        return digest
 
     def ensure(self, ref: str, *, what: str = "image", tip: str | None = None) -> dict[str, Any]:
         """``ref``'s attributes, pulled first when it is not on this engine."""
@@ -295,19 +394,39 @@ class Engine:
         if self.inspect_image(locked) is None:
             if not pull:
                 return None
-            self.resolve(locked, pull=True)
+            self.ensure(locked, what="base image", tip=BASE_TIP)
         return locked
 
-    def pinned(self, ref: str) -> str:
-        """``ref`` by digest (name@sha256:…) when the image has a registry digest, else ``ref``.
-        A local build has no registry digest until it is pushed or pulled."""
-        attrs = self.inspect_image(ref)
-        digests = sorted((attrs or {}).get("RepoDigests") or [])
-        return digests[0] if digests else ref
+    def base_reference(self, base_image: str, pin: str) -> str:
+        """What `FROM` gets for a base pinned as ``pin`` (checked by `locked_base` already)."""
+        if self.store == CONTAINERD:
+            # The store finds `tag@digest` itself and refuses other content; a bare `name@digest`
+            # would send BuildKit to the registry, which a local base is not in.
+            return f"{_without_digest(base_image)}@{pin.rsplit('@', 1)[-1]}"
+        # Classic: BuildKit finds a pulled image by its registry digest; a local base has none, so
+        # its tag, which `locked_base` checked against the locked image id.
+        return pin if "@" in pin else base_image
+
+    def parent_reference(self, content_tag: str) -> str:
+        """What an extension's `FROM` gets for its parent: the parent's exact content. Containerd
+        store: `content-tag@image-id`, checked by BuildKit itself. Classic: the registry digest once
+        the parent was pushed or pulled, else its content tag (checked before and after the build)."""
+        attrs = self.inspect_image(content_tag)
+        if attrs is None:
+            return content_tag
+        if self.store == CONTAINERD:
+            return f"{content_tag}@{attrs['Id']}"
+        digests = sorted(attrs.get("RepoDigests") or [])
+        return digests[0] if digests else content_tag
 
     def layers(self, ref: str) -> list[str]:
         attrs = self.inspect_image(ref)
         return list((attrs or {}).get("RootFS", {}).get("Layers") or [])
+
+    def size(self, ref: str) -> int:
+        """Bytes the image takes unpacked: the sum of its layers, as `docker history` lists them.
+        Not the inspected `Size`, which on the containerd store counts compressed content instead."""
+        return sum(size for size, _ in self.history(ref))
 
     def tag(self, source: str, target: str) -> None:
         repository, tag = target.rsplit(":", 1)
@@ -323,12 +442,27 @@ class Engine:
                 if error:
                     denied = any(word in error.lower() for word in ("unauthorized", "denied", "authentication required"))
                     raise RegistryError(f"push of {repository}:{tag} failed: {error}", transient=not denied)
-                digest = (chunk.get("aux") or {}).get("Digest") or digest
+                digest = pushed_digest(chunk) or digest
         except (docker.errors.APIError, requests.exceptions.RequestException) as exc:
             raise RegistryError(f"push of {repository}:{tag} failed: {exc}", transient=True) from None
         if digest is None:
             raise RegistryError(f"push of {repository}:{tag} reported no digest", transient=True)
         return digest
+
+    def load(self, tarball: Path, name: str) -> None:
+        """Load an OCI archive whose image is named ``name`` (Builder.command with oci_tarball).
+        The containerd store keeps the archive's manifest as it is: the image id is its digest."""
+        try:
+            with tarball.open("rb") as fh:
+                loaded = self.client.api.load_image(fh, quiet=True)
+                events = list(loaded) if loaded is not None and not isinstance(loaded, dict) else [loaded or {}]
+        except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as exc:
+            raise EngineError(f"cannot load {tarball}: {exc}") from None
+        errors = [
+            str(e.get("error") or (e.get("errorDetail") or {}).get("message")) for e in events if e.get("error") or e.get("errorDetail")
+        ]
+        if errors or self.inspect_image(name) is None:
+            raise EngineError(f"loading {tarball} did not give {name}: {'; '.join(errors) or 'no such image afterwards'}")
 
     def remove_image(self, ref: str) -> None:
         try:

@@ -38,7 +38,6 @@ class Facts:
     cuda_tags_replaced: dict[str, str]
     cuda_os: tuple[str, ...]
     flavor_tag: dict[str, str]
-    engine_buildkit: dict[str, str]  # Docker Engine major.minor → the BuildKit it embeds
 
     def driver_needed(self, cuda: str) -> str | None:
         """Oldest driver that runs CUDA ``cuda`` (any precision) under minor-version compatibility."""
@@ -59,5 +58,4 @@ def load() -> Facts:
         cuda_tags_replaced=dict(raw["nvidia_cuda"]["replaced"]),
         cuda_os=tuple(raw["nvidia_cuda"]["os"]),
         flavor_tag=dict(raw["nvidia_cuda"]["flavor_tag"]),
-        engine_buildkit=dict(raw["engine_buildkit"]),
     )

@@ -1,7 +1,8 @@
-"""What this host has outside Docker: NVIDIA GPUs and driver, free disk."""
+"""What this host has outside Docker: NVIDIA GPUs and driver, free disk, imagekit's cache folder."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -42,3 +43,12 @@ def free_bytes(path: Path) -> int:
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
+
+
+def cache_dir() -> Path:
+    """Where imagekit caches what it learnt about this host (the builders' probed levels):
+    $IMAGEKIT_CACHE, else $XDG_CACHE_HOME/imagekit, else ~/.cache/imagekit (scripts/make-local-base too)."""
+    explicit = os.environ.get("IMAGEKIT_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagekit"

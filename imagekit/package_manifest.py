@@ -74,7 +74,7 @@ def read(engine: Engine, ref: str) -> PackageManifest:
         return PackageManifest(
             ref=ref,
             image_id=str(data["image"]),
-            size=int(attrs.get("Size") or 0),
+            size=engine.size(ref),
             python=str(data["python"]),
             cuda_toolkit=cuda["toolkit"],
             torch_cuda=cuda["torch"],

@@ -21,7 +21,7 @@ from .build import resolve_identity
 from .engine import Engine
 from .errors import ImagekitError, RegistryError
 from .identity import Identity
-from .registry import Manifest, Registry, auth_config, split_reference
+from .registry import ImageKey, Manifest, Registry, auth_config, split_reference
 from .render import Rendered
 from .reports import CONTENT_ID_PROPERTY
 
@@ -100,7 +100,7 @@ class Publisher:
         image = rendered.image
         out = PublishOutcome(image.id, "refused")
         ident = resolve_identity(self.engine, rendered, pull=False)
-        if ident is None or (attrs := self.engine.inspect_image(ident.content_tag)) is None:
+        if ident is None or (key := self.engine.key(ident.content_tag)) is None:
             out.message = "not built from the current matrix and templates: run `imagekit build` and `imagekit test`"
             return out
         report = self.reports_dir / "junit" / f"{image.id}.xml"
@@ -121,17 +121,17 @@ class Publisher:
                     out.message = refusal
                     return out
             existing = self.retry.run(f"{image.id}: read {target}:{immutable}", lambda: self.registry.manifest(path, immutable))
-            if existing is not None and existing.config_digest != attrs["Id"]:
-                out.message = (f"{target}:{immutable} already exists with other content (config {existing.config_digest[:19]}, "
-                               f"this image {attrs['Id'][:19]}); immutable tags are never overwritten")  # fmt: skip
+            if existing is not None and not key.served_by(existing):
+                out.message = (f"{target}:{immutable} already exists with other content ({_described(existing, key)}, "
+                               f"this image's {key.of} {key.digest[:19]}); immutable tags are never overwritten")  # fmt: skip
                 return out
             if self.dry_run:
                 out.state = "would publish"
                 out.message = f"{'moving tag only: ' if existing else ''}push {', '.join(out.tags)}"
                 return out
             pushed = self._push(target, immutable, ident.content_tag) if existing is None else existing.digest
-            manifest = self._read_back(path, immutable, attrs["Id"], pushed)
-            moved = self._read_back(path, moving, attrs["Id"], self._push(target, moving, ident.content_tag))
+            manifest = self._read_back(path, immutable, key, pushed)
+            moved = self._read_back(path, moving, key, self._push(target, moving, ident.content_tag))
             if moved.digest != manifest.digest:
                 raise RegistryError(f"{target}:{moving} and {target}:{immutable} name different manifests", transient=False)
         except ImagekitError as exc:
@@ -144,7 +144,7 @@ class Publisher:
 
     def _parent_refusal(self, parent: Identity, parent_image_id: str, out: PublishOutcome) -> str | None:
         """Why an extension may not go yet: the registry must serve the very parent it was built on
-        (config digest = the parent image id folded into the extension's content id)."""
+        (the parent image id folded into the extension's content id)."""
         image = parent.rendered.image
         if self.dry_run and image.id in self.done:
             out.parent = "(published first, in this run)"
@@ -153,7 +153,8 @@ class Publisher:
         _, path = split_reference(target)
         tag = parent.content_tag.rsplit(":", 1)[1]
         manifest = self.retry.run(f"read parent {target}:{tag}", lambda: self.registry.manifest(path, tag))
-        if manifest is None or manifest.config_digest != parent_image_id:
+        parent_key = self.engine.key(parent.content_tag)
+        if parent_key is None or parent_key.digest != parent_image_id or not parent_key.served_by(manifest):
             return (f"its parent {image.id} is not in the registry with the content it was built on ({target}:{tag}): "
                     "publish the parent first (include it in --only)")  # fmt: skip
         out.parent = f"{target}@{manifest.digest}"
@@ -164,14 +165,20 @@ class Publisher:
         self.engine.tag(local, f"{target}:{tag}")
         return self.retry.run(f"push {target}:{tag}", lambda: self.engine.push(target, tag, self.auth))
 
-    def _read_back(self, path: str, tag: str, image_id: str, pushed: str) -> Manifest:
+    def _read_back(self, path: str, tag: str, key: ImageKey, pushed: str) -> Manifest:
         """What the registry serves under ``tag`` must be what was pushed: the manifest digest the
-        push reported, and this image's content (config digest = local image id)."""
+        push reported, and this very image (its local id, by what the store makes it the digest of)."""
         manifest = self.retry.run(f"read back {path}:{tag}", lambda: self.registry.manifest(path, tag))
-        if manifest is None or manifest.digest != pushed or manifest.config_digest != image_id:
-            found = f"{manifest.digest} (config {manifest.config_digest})" if manifest else "nothing"
-            raise RegistryError(f"{self.host}/{path}:{tag} serves {found}, not the pushed {pushed} (config {image_id})", transient=False)
+        if manifest is None or manifest.digest != pushed or not key.served_by(manifest):
+            found = _described(manifest, key) if manifest else "nothing"
+            raise RegistryError(
+                f"{self.host}/{path}:{tag} serves {found}, not the pushed {pushed} ({key.of} {key.digest})", transient=False
+            )
         return manifest
+
+
+def _described(manifest: Manifest, key: ImageKey) -> str:
+    return f"manifest {manifest.digest[:19]}" if key.of == "manifest" else f"config {manifest.config_digest[:19]}"
 
 
 def publish_images(rendered: list[Rendered], publisher: Publisher) -> list[PublishOutcome]:

@@ -30,9 +30,25 @@ MANIFEST_TYPES = ", ".join(
 
 @dataclass(frozen=True)
 class Manifest:
-    digest: str  # the manifest's digest: what `repo@sha256:…` pulls
-    config_digest: str  # equals the image id on the engine that built it
+    digest: str  # the manifest's digest: what `repo@sha256:…` pulls; the image id on a containerd-store engine
+    config_digest: str  # the image id on a classic-store engine
     size: int  # config + compressed layers, bytes
+
+
+@dataclass(frozen=True)
+class ImageKey:
+    """A local image id and what it is the digest of: the image's config on the classic store, its
+    manifest on the containerd store (engine.py). imagekit builds single-platform images without
+    attestations, so a pushed image is one manifest, never an index."""
+
+    digest: str
+    of: str  # config | manifest
+
+    def served_by(self, manifest: Manifest | None) -> bool:
+        """Whether a registry's ``manifest`` is this very image."""
+        if manifest is None:
+            return False
+        return (manifest.config_digest if self.of == "config" else manifest.digest) == self.digest
 
 
 def split_reference(reference: str) -> tuple[str, str]:

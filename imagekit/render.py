@@ -26,6 +26,13 @@ REQUIREMENTS = "requirements.txt"
 MANIFEST_SCRIPT = "write_manifest.py"
 MANIFEST_PATH = "/opt/imagekit/manifest.json"
 UNLOCKED = "# {image} is not in the lock file: run `imagekit lock`. A build refuses it.\n"
+# What every apt step removes after installing: the package lists and caches (size), and the files
+# apt, dpkg and ldconfig stamp with the time of the run, which would make two builds' layers differ
+# (bit-for-bit builds, README "Reproducible builds"). What was installed is in the package manifest.
+APT_CLEANUP = (
+    "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz "
+    "/var/log/dpkg.log /var/cache/ldconfig/aux-cache"
+)
 
 
 def static_labels(image: ImageSpec) -> dict[str, str]:
@@ -115,7 +122,13 @@ class Renderer:
         locked = self._lock.images.get(image.id) if self._lock else None
         requirements = (locked.requirements if locked else UNLOCKED.format(image=image.id)).encode()
         manifest = {"script": MANIFEST_SCRIPT, "path": MANIFEST_PATH, "dir": MANIFEST_PATH.rsplit("/", 1)[0]}
-        values = {"image": image, "labels": static_labels(image), "expect": expectations(image), "manifest": manifest}
+        values = {
+            "image": image,
+            "labels": static_labels(image),
+            "expect": expectations(image),
+            "manifest": manifest,
+            "apt_cleanup": APT_CLEANUP,
+        }
         files = {REQUIREMENTS: requirements, MANIFEST_SCRIPT: _manifest_script()}
         # apt-<stage>.txt: the lock's pins, one per line; unlocked, the names alone (a build refuses that).
         apt = locked.apt if locked and locked.apt is not None else apt_wanted(image)

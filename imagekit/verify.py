@@ -1,7 +1,10 @@
 """Built images → proof they rebuild to the same content: a rebuild without the build cache from
-today's matrix and lock, compared file by file with the image the moving tag names (path, type,
-mode, owner, size, sha256 of each file, link targets). Only file times are ignored, and the few
-files that tools stamp with the time of the build, each listed below with the reason."""
+today's matrix and lock, compared with the image the moving tag names. Where the builder reaches
+bit-for-bit (reproducibility.py), the two image digests must be equal, and equal digests are the
+whole proof; otherwise, and to show what differs when digests do not agree, the two file trees are
+compared path by path (type, mode, owner, size, sha256 of each file, link targets). There only file
+times are ignored, and the few files that tools stamp with the time of the build, each listed
+below with the reason."""
 
 from __future__ import annotations
 
@@ -100,6 +103,8 @@ class VerifyOutcome:
     image_id: str
     state: str  # same | different | failed
     message: str = ""
+    compared: str = ""  # image digests | file trees | image digests and file trees
+    digests: tuple[str, str] | None = None  # (original, rebuild) image ids
     differences: list[Difference] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -126,35 +131,44 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         log_path = reports_dir / "logs" / f"verify-{image.id}.log"
         console.info(f"{image.id}: rebuilding without the build cache (log: {log_path})")
         cache_before = run.engine.build_cache_ids()
+        paths = 0
         try:
             rc = run.docker_build(ident, secrets, [rebuild_tag], log_path, lambda line: None, no_cache=True)
             if rc != 0:
                 out.message = f"the rebuild failed (docker build exited {rc}); log: {log_path}"
                 return out
-            console.info(f"{image.id}: comparing the file trees")
-            with run.engine.exported(existing["Id"]) as stream:
-                original = file_tree(stream)
-            with run.engine.exported(rebuild_tag) as stream:
-                rebuilt = file_tree(stream)
-            rebuilt_id = (run.engine.inspect_image(rebuild_tag) or {}).get("Id")
+            rebuilt_id = str((run.engine.inspect_image(rebuild_tag) or {}).get("Id"))
+            out.digests = (str(existing["Id"]), rebuilt_id)
+            bit_for_bit = bool(run.reproducibility and run.reproducibility.bit_for_bit)
+            if bit_for_bit and rebuilt_id == existing["Id"]:
+                out.compared = "image digests"
+            else:
+                console.info(f"{image.id}: comparing the file trees")
+                with run.engine.exported(existing["Id"]) as stream:
+                    original = file_tree(stream)
+                with run.engine.exported(rebuild_tag) as stream:
+                    rebuilt = file_tree(stream)
+                out.differences, out.allowed = compare(original, rebuilt)
+                paths = len(original)
+                out.compared = "image digests and file trees" if bit_for_bit else "file trees"
+                if bit_for_bit:
+                    # This builder makes equal digests: equal files are not enough, the digests must agree.
+                    out.differences.insert(0, Difference("(image digest)", f"changed: {existing['Id']} → {rebuilt_id}"))
         finally:
             run.engine.remove_image(rebuild_tag)
             out.cache_reclaimed = _drop_rebuild_cache(run, image.id, cache_before)
-        out.differences, out.allowed = compare(original, rebuilt)
-        if run.reproducibility and run.reproducibility.rewrite_timestamp and rebuilt_id != existing["Id"]:
-            # This builder rewrites timestamps: equal files are not enough, the digests must agree.
-            out.differences.insert(0, Difference("(image digest)", f"changed: {existing['Id']} → {rebuilt_id}"))
         out.state = "different" if out.differences else "same"
         inputs = (
             "same inputs"
             if was == ident.content_id
             else f"inputs changed since it was built (content {was[:12]} → {ident.content_id[:12]})"
         )
-        out.message = (
-            f"{len(out.differences)} path(s) differ; {inputs}"
-            if out.differences
-            else f"{len(original)} paths equal ({len(out.allowed)} stamped path(s) allowed); {inputs}"
-        )
+        if out.differences:
+            out.message = f"{out.compared} compared: {len(out.differences)} path(s) differ; {inputs}"
+        elif out.compared == "image digests":
+            out.message = f"image digests compared: both {existing['Id'][:19]}, the same bytes; {inputs}"
+        else:
+            out.message = f"file trees compared: {paths} paths equal ({len(out.allowed)} stamped path(s) allowed); {inputs}"
     except ImagekitError as exc:
         out.message = exc.message
     finally:
