@@ -15,7 +15,7 @@ USER 0
 RUN --mount=type=bind,source=apt-extension.txt,target=/run/imagekit/apt-extension.txt \
     apt-get update \
     && xargs -a /run/imagekit/apt-extension.txt apt-get install -y --no-install-recommends \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz /var/log/dpkg.log /var/cache/ldconfig/aux-cache
 
 # requirements.txt is the extension's set from the lock file (its parent's set plus its own
 # packages, resolved with the parent's versions as constraints), every package pinned with its

@@ -26,11 +26,14 @@ RUN --mount=type=bind,source=apt-system.txt,target=/run/imagekit/apt-system.txt 
     if [ -s /run/imagekit/apt-system.txt ]; then \
         apt-get update \
         && xargs -a /run/imagekit/apt-system.txt apt-get install -y --no-install-recommends \
-        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
+        && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz /var/log/dpkg.log /var/cache/ldconfig/aux-cache; \
     fi
 
 # Non-root by default. Override with `docker run --user root`, or `USER root` in a derived image.
-RUN useradd --create-home --uid 1000 --shell /bin/bash imagekit
+# useradd writes the day it runs into /etc/shadow (the password's last change) unless
+# SOURCE_DATE_EPOCH says otherwise: a fixed day 1, so builds on different days write the same
+# bytes (0 would mean "change the password at next login"; the account has none anyway).
+RUN SOURCE_DATE_EPOCH=86400 useradd --create-home --uid 1000 --shell /bin/bash imagekit
 
 FROM system AS torch
 
