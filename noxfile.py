@@ -51,8 +51,10 @@ def publish(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The toolkit's own test suite: unit tests, and integration tests on the real Docker engine."""
     _install(session, "test")
-    # loadfile keeps one file's tests on one worker: the end-to-end tests share one built image.
-    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs)
+    # One worker per Docker engine (tests/engines.py): loadgroup keeps each engine's tests on one
+    # worker, where they share one built image, and the engines build side by side. --durations:
+    # where the time went, in every CI log.
+    session.run("pytest", "-n", "3", "--dist", "loadgroup", "--durations=40", *session.posargs)
 
 
 @nox.session(reuse_venv=True, default=False)

@@ -35,6 +35,7 @@ class Workspace:
     env: dict[str, str]
     # Build cache records that existed before the session: what its tests may drop is the rest.
     cache_before: set[str] = field(default_factory=set)
+    engine_name: str = ""  # tests/engines.py
 
     def args(self, *extra: str) -> list[str]:
         return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import docker.errors
 import requests
 
 from imagekit.engine import Engine
@@ -114,4 +115,9 @@ def serving(engine: Engine, folder: Path, user: str, password: str) -> Iterator[
         for image in engine.client.images.list():
             for tag in image.tags:
                 if tag.startswith(f"{registry.host}/"):
-                    engine.client.images.remove(tag)
+                    # On the containerd store an image pulled by digest is also listed as `name@sha256:…`,
+                    # which goes with its last tag: gone already is fine.
+                    try:
+                        engine.client.images.remove(tag)
+                    except docker.errors.ImageNotFound:
+                        pass

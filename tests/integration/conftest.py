@@ -1,5 +1,6 @@
-"""Fixtures the integration tests share: the engine, a workspace with its own repository name,
-and the image built and tested once per test session by `nox -s build test`."""
+"""Fixtures the integration tests share: the engine (one of scripts/engines', see tests/engines.py),
+a workspace with its own repository name, and the image built and tested once per test session
+and engine by `nox -s build test`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import subprocess
 import uuid
 
+import docker
+import engines
 import pytest
 from e2e_workspace import LOCAL_BASE, ROOT, Workspace
 from helpers import in_ci
@@ -15,29 +18,57 @@ from imagekit.engine import Engine
 from imagekit.errors import EngineError
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on a real engine runs on the primary one, and on those its `engines` mark adds;
+    one engine's tests share one session-wide workspace and built image."""
+    if "engine_name" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("engines")
+    wanted = {engines.PRIMARY, *(marker.args if marker else ())}
+    # One xdist worker per engine (--dist loadgroup): its session fixtures build once, and the
+    # engines build side by side.
+    params = [pytest.param(name, id=name, marks=pytest.mark.xdist_group(name)) for name in engines.selected() if name in wanted]
+    metafunc.parametrize("engine_name", params, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def engine() -> Engine:
-    engine = Engine()
+def engine_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def engine_env(engine_name: str) -> dict[str, str]:
+    """This process's environment pointed at the engine: what every imagekit, nox and docker
+    subprocess of its tests runs with."""
+    if not engines.running(engine_name):
+        why = f"engine {engine_name} is not running: start it with `scripts/engines fetch && scripts/engines start {engine_name}`"
+        if in_ci():
+            pytest.fail(f"CI must run the integration tests on every engine: {why}")
+        pytest.skip(f"{why}, or narrow IMAGEKIT_TEST_ENGINES")
+    return {**os.environ, **engines.environment(engine_name)}
+
+
+@pytest.fixture(scope="session")
+def engine(engine_env: dict[str, str]) -> Engine:
+    engine = Engine(docker.DockerClient(base_url=engine_env["DOCKER_HOST"], timeout=120))
     try:
         engine.version()
     except EngineError as exc:
-        if in_ci():
-            pytest.fail(f"CI must run the integration tests on a real Docker engine: {exc.message}")
-        pytest.skip(f"no Docker engine here ({exc.message}); deselect with -m 'not docker'")
+        pytest.fail(f"the engine at {engine_env['DOCKER_HOST']} does not answer: {exc.message}")
     return engine
 
 
 @pytest.fixture(scope="session")
-def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
-    subprocess.run([str(ROOT / "scripts" / "make-local-base"), LOCAL_BASE], check=True, timeout=900)
-    tmp = tmp_path_factory.mktemp("e2e")
+def ws(engine: Engine, engine_env: dict[str, str], engine_name: str, tmp_path_factory: pytest.TempPathFactory):
+    subprocess.run([str(ROOT / "scripts" / "make-local-base"), LOCAL_BASE], check=True, timeout=900, env=engine_env)
+    tmp = tmp_path_factory.mktemp(f"e2e-{engine_name}")
     run = uuid.uuid4().hex[:8]
     repo = f"imagekit-e2e/pytorch-{run}"
     token = f"planted-secret-{uuid.uuid4().hex}"
     # A credential in the index URL, as a site mirror would have: it must reach pip, and nothing else.
     overlay = tmp / "e2e.yaml"
     overlay.write_text(f'repository: {repo}\nindexes:\n  cu124: "https://imagekit-e2e:${{IMAGEKIT_E2E_TOKEN}}@pypi.org/simple"\n')
-    env = {**os.environ, "IMAGEKIT_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md")}
+    env = {**engine_env, "IMAGEKIT_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md")}
     # This session's own lock: the local base is made per host, so a committed lock cannot pin it.
     matrices = [
         "--matrix",
@@ -49,7 +80,7 @@ def ws(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
         "--lock",
         str(tmp / "e2e.lock"),
     ]
-    workspace = Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env, engine.build_cache_ids())
+    workspace = Workspace(repo, token, matrices, tmp / "reports", tmp / "build", env, engine.build_cache_ids(), engine_name)
     locked = workspace.imagekit("lock", *matrices, timeout=600)
     assert locked.returncode == 0, locked.stdout + locked.stderr
     yield workspace

@@ -1,9 +1,11 @@
-"""End to end on a real Docker engine: `nox -s build test` builds a real torch 2.6.0 image with
+"""End to end on real Docker engines: `nox -s build test` builds a real torch 2.6.0 image with
 BuildKit on a local Debian base, runs the smoke suite in it, and writes schema-valid JUnit.
 
-Deselect locally with `-m 'not docker'`. In CI (CI=true) a missing engine fails these tests.
-Each run uses its own repository name and removes every image and container it made; the local
-base image is a cache kept by name (scripts/make-local-base).
+Every test runs on Engine 28.5 with the containerd image store; those marked `engines(...)` also on
+the classic store and on Engine 20.10 (tests/engines.py). Deselect locally with `-m 'not docker'`.
+In CI (CI=true) a missing engine fails these tests. Each run uses its own repository name and
+removes every image and container it made; the local base image is a cache kept by name
+(scripts/make-local-base).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
+from engines import ALL, CLASSIC, CONTAINERD, LEVEL
 from helpers import xmllint_schema
 
 from imagekit.engine import CONTAINER_LABEL, Engine
@@ -36,6 +39,7 @@ def smoke_containers(engine: Engine, ws: Workspace) -> list[str]:
     return [c.id for c in found if c.attrs["Config"]["Image"].startswith(f"{ws.repo}:")]
 
 
+@pytest.mark.engines(*ALL)
 def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, engine):
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-6000:]
     report = ws.reports / "junit" / f"{IMAGE_ID}.xml"
@@ -75,6 +79,7 @@ def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, eng
     assert smoke_containers(engine, ws) == []
 
 
+@pytest.mark.engines(CLASSIC)
 def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine):
     assert built.returncode == 0
     attrs = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")
@@ -111,6 +116,7 @@ def test_image_is_tagged_labelled_non_root_and_holds_no_secret(built, ws, engine
     assert grep.decode().strip() == "", f"secret material found in the image's files: {grep.decode()}"
 
 
+@pytest.mark.engines(*ALL)
 def test_an_extension_is_built_on_its_parents_exact_content_and_runs_its_own_tests_too(built, ws, engine):
     assert built.returncode == 0
     parent, child = engine.inspect_image(f"{ws.repo}:{IMAGE_ID}"), engine.inspect_image(f"{ws.repo}:{EXTENSION_ID}")
@@ -124,7 +130,9 @@ def test_an_extension_is_built_on_its_parents_exact_content_and_runs_its_own_tes
     assert labels["io.imagekit.parent"] == IMAGE_ID and labels["io.imagekit.extension"] == "tracking"
     parent_content_tag = f"{ws.repo}:{IMAGE_ID}-{parent_labels['io.imagekit.content-id'][:12]}"
     build_log = (ws.reports / "logs" / f"build-{EXTENSION_ID}.log").read_text()
-    assert f"--build-arg IMAGEKIT_PARENT={parent_content_tag} " in build_log.splitlines()[0]
+    # The containerd store checks the digest beside the tag itself; the classic store cannot.
+    pinned = f"{parent_content_tag}@{parent['Id']}" if ws.engine_name == CONTAINERD else parent_content_tag
+    assert f"--build-arg IMAGEKIT_PARENT={pinned} " in build_log.splitlines()[0]
     assert child["Config"]["User"] == "1000" and "TRACKING_LOGDIR=/opt/runs" in child["Config"]["Env"]
     assert f"IMAGEKIT_IMAGE_ID={EXTENSION_ID}" in child["Config"]["Env"]
 
@@ -157,6 +165,7 @@ def test_an_extension_cannot_swap_a_package_its_parent_was_tested_with(built, ws
     assert build.returncode == 2 and "run `imagekit lock`" in build.stderr
 
 
+@pytest.mark.engines(*ALL)
 def test_unchanged_rebuild_is_skipped(built, ws):
     assert built.returncode == 0
     again = ws.imagekit("build", *ws.args())
@@ -225,6 +234,7 @@ def test_timeout_stops_the_run_and_removes_the_container(built, ws, engine, slow
     assert smoke_containers(engine, ws) == []
 
 
+@pytest.mark.engines(*ALL)
 def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
     assert built.returncode == 0
     args = ["test", *ws.args("--matrix", str(slow_smoke), "--gpus", "none")]
@@ -234,12 +244,22 @@ def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
     assert smoke_containers(engine, ws) == []
 
 
+@pytest.mark.engines(*ALL)
 def test_doctor_reports_this_engine_and_builder(ws):
     out = ws.imagekit("doctor", *ws.matrices)
-    assert "  ok  docker engine: Engine " in out.stderr, out.stderr
-    assert "  ok  buildkit: " in out.stderr
-    # This machine's Engine 20.10 embeds BuildKit 0.8: equal file trees, not equal digests.
-    assert "  --  reproducibility: file tree: " in out.stderr and "(BuildKit 0.8, from Docker Engine 20.10" in out.stderr
+    store = (
+        "containerd image store (overlayfs snapshotter)" if ws.engine_name == CONTAINERD else "classic image store (overlay2 graph driver)"
+    )
+    engine = "Engine 20.10" if ws.engine_name == "docker20" else "Engine 28.5"
+    assert f"  ok  docker engine: {engine}" in out.stderr and store in out.stderr, out.stderr
+    builder = "DOCKER_BUILDKIT=1 docker build" if ws.engine_name == "docker20" else "docker buildx build"
+    assert f"  ok  buildkit: {builder}" in out.stderr
+    if ws.engine_name == CONTAINERD:
+        assert "buildx build --output type=oci,rewrite-timestamp=true, then docker load" in out.stderr
+    # The level is what a probe build found on this very builder, not a version string.
+    level = LEVEL[ws.engine_name]
+    assert f"{'ok' if level == 'bit-for-bit' else '--'}  reproducibility: {level}: " in out.stderr, out.stderr
+    assert "probe: " in out.stderr
     assert " disk: " in out.stderr and "GiB free under " in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -334,18 +354,28 @@ def test_require_gpu_turns_the_skip_into_a_failure(built, ws, engine, tmp_path):
     assert all("no GPU visible: run with --gpus all; --require-gpu was given" in m for m in found.values())
 
 
-def test_verify_rebuilds_both_images_to_the_same_file_tree(built, ws, engine):
-    """Issue 5's proof on this machine's BuildKit 0.8 (no timestamp rewriting): a cold rebuild of
-    the locked base image and of its extension gives the same files, byte for byte."""
+@pytest.mark.engines(CLASSIC)
+def test_verify_rebuilds_both_images_to_the_same_content(built, ws, engine):
+    """Cold rebuilds of the locked base image and of its extension. On the containerd store: the
+    same image digests (bit-for-bit). On the classic store, whose builder cannot rewrite file times:
+    the same files, byte for byte."""
     assert built.returncode == 0
+    ids = {image_id: engine.inspect_image(f"{ws.repo}:{image_id}")["Id"] for image_id in (IMAGE_ID, EXTENSION_ID)}
     cache_before = engine.build_cache_ids()
-    out = ws.imagekit("verify", *ws.args(), IMAGE_ID, EXTENSION_ID, timeout=1800)
+    out = ws.imagekit("verify", *ws.args(), IMAGE_ID, EXTENSION_ID, timeout=3000)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for image_id in (IMAGE_ID, EXTENSION_ID):
         record = json.loads((ws.reports / f"verify-{image_id}.json").read_text())
         assert record["state"] == "same" and record["differences"] == [], record["message"]
         assert f"{image_id}: dropped the rebuild's build cache" in out.stderr
         assert "same inputs" in record["message"] and all(stamped(p) for p in record["allowed"])
+        if ws.engine_name == CONTAINERD:
+            assert record["compared"] == "image digests" and record["digests"] == [ids[image_id], ids[image_id]], record
+            assert f"image digests compared: both {ids[image_id][:19]}" in record["message"]
+        else:
+            assert record["compared"] == "file trees" and record["digests"][0] == ids[image_id] != record["digests"][1], record
+        # The rebuild's temporary tag is gone; the built image keeps its tags.
+        assert engine.inspect_image(f"{ws.repo}:{image_id}")["Id"] == ids[image_id]
         log = (ws.reports / "logs" / f"verify-{image_id}.log").read_text()
         # BuildKit's plain progress: "#8 [torch 1/2] RUN …" and, for a step taken from the cache, "#8 CACHED".
         runs = set(re.findall(r"^(#\d+) \[[^\]]+\] RUN ", log, re.MULTILINE))
@@ -383,6 +413,7 @@ def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
     assert f"{site}/protobuf-5.29.2.dist-info" in out.stderr, "the differing paths are printed"
 
 
+@pytest.mark.engines(CLASSIC)
 def test_manifest_lists_what_is_inside_and_diff_shows_what_an_extension_adds(built, ws, engine):
     assert built.returncode == 0
     out = ws.imagekit("manifest", *ws.matrices, IMAGE_ID, "--format", "json")
@@ -392,7 +423,8 @@ def test_manifest_lists_what_is_inside_and_diff_shows_what_an_extension_adds(bui
     assert inside["cuda"]["torch"] == "12.4" and inside["cuda"]["libraries"]["nvidia-cudnn-cu12"] == "9.1.0.70"
     assert inside["cuda"]["toolkit"] is None, "the local Debian base is not a CUDA base"
     assert inside["apt"]["libc6"]["version"] and inside["python"].startswith("3.11.")
-    assert inside["size"] == engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")["Size"]
+    # Unpacked bytes on either store (the containerd store's inspected Size counts compressed content).
+    assert inside["size"] == engine.size(f"{ws.repo}:{IMAGE_ID}") > 5 * 10**9
     recorded = json.loads((ws.reports / "manifests" / f"{IMAGE_ID}.json").read_text())  # written by the build
     assert recorded["size"] == inside["size"] and recorded["manifest"]["pip"] == inside["pip"] and recorded["layers"]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, ROOT, Workspace
+from engines import environment
 from local_registry import LocalRegistry, serving
 from workflow_runner import Context, JobRunner, StepResult, load
 
@@ -90,9 +91,9 @@ def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: W
     site = tmp_path / "site.yaml"
     site.write_text(f"registry: {registry.host}/ml\n")
     matrices = [ws.matrices[i + 1] for i, a in enumerate(ws.matrices) if a == "--matrix"]
-    # What this machine sets differently from a GPU runner: its matrix files (the local base, the
-    # session's repository, the local registry), the session's lock, and a CPU's GPU settings.
-    overrides = {
+    # What this machine sets differently from a GPU runner: its engine, its matrix files (the local
+    # base, the session's repository, the local registry), the session's lock, and a CPU's GPU settings.
+    overrides = environment(ws.engine_name) | {
         "IMAGEKIT_MATRIX": " ".join(str(ROOT / m) if not Path(m).is_absolute() else m for m in [*matrices, str(site)]),
         "IMAGEKIT_LOCK": ws.matrices[ws.matrices.index("--lock") + 1],
         "IMAGEKIT_E2E_TOKEN": ws.token,
