@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, Workspace
-from engines import CLASSIC
+from engines import ALL
 
 pytestmark = pytest.mark.docker
 
@@ -25,7 +25,7 @@ def with_lock(ws: Workspace, lock: Path) -> list[str]:
     return args
 
 
-@pytest.mark.engines(CLASSIC)
+@pytest.mark.engines(*ALL)
 def test_the_lock_pins_the_whole_set_with_hashes_and_rewrites_to_the_same_bytes(ws, engine, tmp_path):
     data = yaml.safe_load(lock_file(ws).read_text())
     entry = data["images"][IMAGE_ID]
@@ -86,7 +86,7 @@ def test_a_tampered_hash_is_refused_by_the_build(ws, engine, tmp_path):
     assert (after or {}).get("Id") == (before or {}).get("Id"), "a refused build must not move the image's tag"
 
 
-@pytest.mark.engines(CLASSIC)
+@pytest.mark.engines(*ALL)
 def test_a_local_base_that_is_not_the_locked_one_is_refused(ws, tmp_path):
     data = yaml.safe_load(lock_file(ws).read_text())
     data["images"][IMAGE_ID]["base"] = "sha256:" + "f" * 64
