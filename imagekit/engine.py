@@ -454,8 +454,7 @@ class Engine:
         The containerd store keeps the archive's manifest as it is: the image id is its digest."""
         try:
             with tarball.open("rb") as fh:
-                loaded = self.client.api.load_image(fh, quiet=True)
-                events = list(loaded) if loaded is not None and not isinstance(loaded, dict) else [loaded or {}]
+                events = list(self.client.api.load_image(fh, quiet=True))
         except (docker.errors.APIError, requests.exceptions.RequestException, OSError) as exc:
             raise EngineError(f"cannot load {tarball}: {exc}") from None
         errors = [
