@@ -160,7 +160,7 @@ def _selected(args: argparse.Namespace, *, with_parents: bool = False, locked: b
     path = _lock_path(args, matrix)
     lock = lock_mod.Lock.read(path) if locked or path.is_file() else None
     if locked and lock is not None:
-        problems = lock.problems(images)
+        problems = lock.problems(images, matrix)
         if problems:
             raise ConfigurationError(
                 "the lock does not match the matrix:\n  " + "\n  ".join(problems),
@@ -217,7 +217,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     images = matrix.select(args.only, with_parents=True)
     if args.check:
         lock = lock_mod.Lock.read(path)
-        problems = lock.problems(images)
+        problems = lock.problems(images, matrix)
         problems += [f"{k} is in {path} but not in the matrix" for k in lock.strays(matrix) if not args.only]
         if problems:
             raise RunFailed(

@@ -26,10 +26,13 @@ class ConfigurationError(ImagekitError):
 class MatrixError(ConfigurationError):
     """One or more problems in matrix files, each located at file:line."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], *, subject: str = "the matrix", tip: str | None = None) -> None:
         self.problems = problems
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"the matrix has {len(problems)} {noun}:\n" + "\n".join(f"  {p}" for p in problems))
+        super().__init__(
+            f"{subject} has {len(problems)} {noun}:\n" + "\n".join(f"  {p}" for p in problems),
+            tip=tip or "fix each field at the file and line named (an overlay's own line when an overlay set it); README \"Security\" lists what each field accepts",
+        )
 
 
 class EngineError(ImagekitError):

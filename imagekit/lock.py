@@ -8,20 +8,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
+from . import grammar
 from .apt_resolver import resolve_apt, wanted
 from .engine import Engine
-from .errors import ConfigurationError, ImagekitError
-from .matrix import ImageSpec, Matrix
+from .errors import ConfigurationError, ImagekitError, MatrixError
+from .matrix import ID_MAX, ImageSpec, Matrix
+from .matrix_source import Key, field_name, read_yaml
 from .reports import write_atomic
 from .resolver import resolve
 
-SCHEMA = 1
+SCHEMA = 2  # 2: `inputs` covers everything that reaches the image; `resolved_from`, what the pins came from
 HEADER = """\
 # Written by `imagekit lock` from {files}. Do not edit: change the matrix and run
 # `imagekit lock` again; `imagekit lock --check` (CI) fails when this file is stale.
@@ -53,13 +56,14 @@ def pins(requirements: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Locked:
-    inputs: str  # sha256 of what the entry was resolved from
+    inputs: str  # sha256 of everything that reaches the image (Lock.inputs)
     base: str | None  # a base image's digest (name@sha256:…) or local image id; extensions: None
     requirements: str  # `pip install --require-hashes -r` text
     apt: dict[str, list[str]] | None = None  # stage → name=version; None: locked before apt was pinned
+    resolved_from: str = ""  # sha256 of what the pins were resolved from (Lock.resolution)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "base": self.base, "requirements": self.requirements, "apt": self.apt}
+        return {"inputs": self.inputs, "resolved_from": self.resolved_from, "base": self.base, "requirements": self.requirements, "apt": self.apt}
 
     def apt_pins(self) -> list[str]:
         return [pin for stage in (self.apt or {}).values() for pin in stage]
@@ -72,20 +76,33 @@ class Lock:
 
     @classmethod
     def read(cls, path: Path) -> Lock:
+        """The lock file, held to its grammar like any input: it comes through pull requests too,
+        and what it pins lands in requirements.txt and in apt's argument list."""
         if not path.is_file():
             raise ConfigurationError(f"no lock file {path}", tip="run `imagekit lock` with the same --matrix files, and commit it")
+        data, origins = read_yaml(path, "lock")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            if data.get("schema") != SCHEMA:
-                raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA}")
-            images = {
-                str(k): Locked(str(v["inputs"]), v.get("base"), str(v["requirements"]), _apt(v.get("apt")))
-                for k, v in data["images"].items()
-            }
-        except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"{path} is not a lock file imagekit can read ({exc})", tip="run `imagekit lock` to rewrite it"
-            ) from None
+            model = _LockFile.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                loc: Key = tuple(part for part in err["loc"] if part != "[key]")
+                where = next((origins[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in origins), f"{path}:1")
+                message = err["ctx"]["error"] if err["type"] == "value_error" else err["msg"]
+                problems.append(f"{where}: {field_name(loc)}: {message}")
+            raise MatrixError(problems, subject=f"the lock file {path}", tip="run `imagekit lock` to rewrite it, and review what changed") from None
+        images = {
+            k: Locked(
+                # Schema 1 recorded only what the pins came from: its entries keep their pins, and
+                # `imagekit lock` records their inputs.
+                v.inputs if model.schema_ == SCHEMA else "",
+                v.base,
+                v.requirements,
+                v.apt,
+                (v.resolved_from or "") if model.schema_ == SCHEMA else v.inputs,
+            )
+            for k, v in model.images.items()
+        }
         return cls(path, images)
 
     def write(self, files: tuple[Path, ...]) -> None:
@@ -93,9 +110,10 @@ class Lock:
         text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=200, allow_unicode=True)
         write_atomic(self.path, HEADER.format(files=", ".join(f.name for f in files)) + text)
 
-    def inputs(self, image: ImageSpec) -> str:
-        """The hash an entry for ``image`` must carry: its matrix inputs and, for an extension, the
-        parent's locked set (a re-locked parent re-locks its extensions)."""
+    def resolution(self, image: ImageSpec) -> str:
+        """The hash of what ``image``'s pins are resolved from: its index, wheel, base and the
+        packages it asks for and, for an extension, the parent's locked set (a re-locked parent
+        re-locks its extensions)."""
         entry = image.entry()
         payload: dict[str, Any] = {k: entry[k] for k in ("python", "torch", "torchaudio", "packages", "index_url", "wheel", "base_image")}
         payload["direct"] = direct_requirements(image)
@@ -105,31 +123,97 @@ class Lock:
             payload["parent"] = hashlib.sha256(parent.requirements.encode()).hexdigest() if parent else None
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    def problem(self, image: ImageSpec) -> str | None:
+    def inputs(self, image: ImageSpec, matrix: Matrix) -> str:
+        """The hash an entry for ``image`` must carry: every field that reaches the image (user,
+        base, environment, apt and pip packages, the extension's snippet) and the template that
+        renders it, so a lock reviewed as current is current for all of them."""
+        payload = {"entry": image.entry(), "resolution": self.resolution(image), "template": matrix.template_digest(image)}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def problem(self, image: ImageSpec, matrix: Matrix) -> str | None:
         """Why ``image`` cannot be built from this lock, or None."""
         locked = self.images.get(image.id)
         if locked is None:
             return f"{image.id} is not in {self.path}"
-        if locked.inputs != self.inputs(image):
-            return f"{image.id} is stale in {self.path}: the matrix (or its parent's lock) changed since it was locked"
         if locked.apt is None:
             return f"{image.id} is stale in {self.path}: it was locked before apt packages were pinned"
+        if locked.inputs != self.inputs(image, matrix):
+            return f"{image.id} is stale in {self.path}: the matrix, its templates (or its parent's lock) changed since it was locked"
         return None
 
-    def problems(self, images: list[ImageSpec]) -> list[str]:
-        return [p for p in (self.problem(i) for i in images) if p]
+    def problems(self, images: list[ImageSpec], matrix: Matrix) -> list[str]:
+        return [p for p in (self.problem(i, matrix) for i in images) if p]
 
     def strays(self, matrix: Matrix) -> list[str]:
         ids = {i.id for i in matrix.images}
         return sorted(k for k in self.images if k not in ids)
 
 
-def _apt(value: Any) -> dict[str, list[str]] | None:
-    if value is None:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
-        raise ValueError("apt must map a stage to a list of name=version")
-    return {str(k): [str(p) for p in v] for k, v in value.items()}
+def _requirements(text: str) -> str:
+    """A hashed requirement set exactly as `imagekit lock` writes it: `name==version \\`, then
+    `--hash=sha256:…` lines, comments between packages. Anything else (an option such as
+    `--index-url`, a package without hashes) is refused before pip ever reads it."""
+    expect_hash = False
+    for number, line in enumerate(text.split("\n"), 1):
+        if expect_hash:
+            if not grammar.full(_HASH_LINE, line):
+                raise ValueError(f"line {number} of the set: {line[:60]!r} is not a `--hash=sha256:…` line")
+            expect_hash = line.endswith("\\")
+        elif grammar.full(_PIN_LINE, line):
+            expect_hash = True
+        elif line.strip() and not (grammar.full(_COMMENT_LINE, line) and grammar.printable(line)):
+            raise ValueError(f"line {number} of the set: {line[:60]!r} is not a pinned, hashed requirement or a comment")
+    if expect_hash:
+        raise ValueError("the set ends inside a requirement: its hashes are missing")
+    return text
+
+
+def _base(value: str) -> str:
+    match = grammar.IMAGE_REF.fullmatch(value)
+    if not (grammar.full(grammar.DIGEST, value) or (match and "@sha256:" in value and len(match.group("name")) <= grammar.NAME_MAX)):
+        raise ValueError(f"{value[:80]!r} is not an image id (sha256:…) or a reference by digest (name@sha256:…)")
+    return value
+
+
+def _apt_pin(value: str) -> str:
+    name, sep, version = value.partition("=")
+    if not (sep and grammar.full(grammar.DEB_NAME, name) and grammar.full(grammar.DEB_VERSION, version)):
+        raise ValueError(f"{value[:80]!r} is not a Debian package pinned as name=version")
+    return value
+
+
+def _image_id(value: str) -> str:
+    if len(value) > ID_MAX or not grammar.full(grammar.TAG, value):
+        raise ValueError(f"{value[:80]!r} is not an image id")
+    return value
+
+
+def _hex64(value: str) -> str:
+    if not grammar.full(grammar.HEX64, value):
+        raise ValueError(f"{value[:80]!r} is not a sha256 (64 lowercase hex digits)")
+    return value
+
+
+_PIN_LINE = re.compile(rf"{grammar.PIN.pattern}(?: ; [A-Za-z0-9_.'\"<>=!~() -]{{1,200}})? \\")
+_HASH_LINE = re.compile(r" {4}--hash=sha256:[0-9a-f]{64}(?: \\)?")
+_COMMENT_LINE = re.compile(r" *#[^\\]{0,500}")
+
+
+class _LockEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inputs: Annotated[StrictStr, AfterValidator(_hex64)]
+    resolved_from: Annotated[StrictStr, AfterValidator(_hex64)] | None = None
+    base: Annotated[StrictStr, AfterValidator(_base)] | None
+    requirements: Annotated[StrictStr, AfterValidator(_requirements)]
+    apt: dict[Literal["system", "devel", "extension"], list[Annotated[StrictStr, AfterValidator(_apt_pin)]]] | None = None
+
+
+class _LockFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_: Literal[1, 2] = Field(alias="schema")
+    images: dict[Annotated[StrictStr, AfterValidator(_image_id)], _LockEntry]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -153,21 +237,26 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
     for image in images:
         current = lock.images.get(image.id)
         try:
-            if current is not None and not upgrade and lock.problem(image) is None:
-                done[image.id] = "kept"
-                if current.base is not None and "@" not in current.base:
+            if current is not None and not upgrade and current.apt is not None and current.resolved_from == lock.resolution(image):
+                # The pins were resolved from what the matrix asks now. When only what does not
+                # change a resolution moved (the user, the environment, a template), the entry
+                # keeps its pins and records its new inputs: the lock's diff shows it.
+                kept = replace(current, inputs=lock.inputs(image, matrix))
+                lock.images[image.id] = kept
+                done[image.id] = "kept" if kept == current else "kept, inputs recorded"
+                if kept.base is not None and "@" not in kept.base:
                     local = engine.resolve(image.base_image, pull=False)
-                    if local is not None and local != current.base:
+                    if local is not None and local != kept.base:
                         # Another base can need other apt versions: pin them against this one.
                         apt = resolve_apt(engine, local, image.python, apt_wanted(image))
-                        lock.images[image.id] = Locked(current.inputs, local, current.requirements, apt)
+                        lock.images[image.id] = replace(kept, base=local, apt=apt)
                         done[image.id] = "re-pinned local base"
                 continue
             base, constraints = None, None
             if image.parent is None:
                 base = engine.resolve(image.base_image, pull=True)
                 apt_base, installed = base, []
-            elif lock.problem(matrix.image(image.parent)) is None:
+            elif lock.problem(matrix.image(image.parent), matrix) is None:
                 parent = lock.images[image.parent]
                 # The parent's exact set constrains the extension's: it adds, never swaps.
                 constraints = pins(parent.requirements)
@@ -180,6 +269,6 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
         except ImagekitError as exc:
             done[image.id] = f"failed: {exc.message}"
             continue
-        lock.images[image.id] = Locked(lock.inputs(image), base, requirements, apt)
+        lock.images[image.id] = Locked(lock.inputs(image, matrix), base, requirements, apt, lock.resolution(image))
         done[image.id] = "resolved"
     return done

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from . import facts as facts_mod
+from . import grammar
 from .errors import ConfigurationError, MatrixError
 from .facts import version_tuple
 from .matrix_source import Key, MatrixSource, field_name, load
@@ -29,22 +32,114 @@ FLAVORS: tuple[str, ...] = ("runtime", "devel")
 PYPI_INDEX = "${PIP_INDEX_URL:-https://pypi.org/simple}"
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{channel}"
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
-# A docker repository: lowercase path components, optional registry host[:port] in front.
-_REPOSITORY = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-# host[:port] (with a dot, a port, or localhost), then optional lowercase path components
-_REGISTRY = re.compile(r"^(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+|[a-zA-Z0-9.-]+:[0-9]+|localhost)(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$")
-_PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!-]+$")
-_CUDA = re.compile(r"^\d+\.\d+\.\d+$")
-_DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
-# A Debian package, optionally pinned: name or name=version.
-_APT = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_RUNNER_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The templates every image is rendered from, inside the matrix's `templates:` folder.
+TEMPLATE = "Dockerfile.j2"
+EXTENSION_TEMPLATE = "Extension.Dockerfile.j2"
+
 # A size: bytes as a number, or a number with a unit, decimal (MB, GB, as `docker images` shows
 # sizes) or binary (MiB, GiB).
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?\s*$")
+_SIZE = re.compile(r" *([0-9]{1,15}(?:\.[0-9]{1,6})?) *(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)? *")
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+SNIPPET_MAX = 64 * 1024
+SIZE_MAX = 2**50  # a petabyte: no image weighs more, and no budget needs a bigger number
+
+
+def _shown(value: str) -> str:
+    """A value as an error message may quote it: on one line, and short."""
+    text = repr(value[:60] + ("…" if len(value) > 60 else ""))
+    return text
+
+
+def _grammar(pattern: re.Pattern[str], what: str, *, max_len: int | None = None) -> AfterValidator:
+    def check(value: str) -> str:
+        if max_len is not None and len(value) > max_len:
+            raise ValueError(f"is longer than {max_len} characters")
+        if not grammar.full(pattern, value):
+            raise ValueError(f"{_shown(value)} is not {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _url(*, variables: bool) -> AfterValidator:
+    def check(value: str) -> str:
+        problem = grammar.url_problem(value, variables=variables)
+        if problem:
+            raise ValueError(f"{grammar.redact(value)[:60]!r} {problem}" if "credentials" not in problem else f"the URL {problem}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _registry(value: str) -> str:
+    if "@" in value:  # before any echo: what precedes the @ is a credential
+        raise ValueError("holds credentials; a registry authenticates through `docker login` or the CI's secrets, never the matrix")
+    if len(value) > grammar.NAME_MAX or not grammar.full(grammar.REGISTRY, value):
+        raise ValueError(f"{_shown(value)} is not a registry reference like registry.example.internal/ml or 127.0.0.1:5000/ml")
+    return value
+
+
+def _size(value: str | int) -> str | int:
+    if parse_size(value) is None:
+        raise ValueError(f"{_shown(str(value))} is not a size; write bytes or a number with a unit, like 7GB or 6.5GiB")
+    return value
+
+
+def _env_value(value: str) -> str:
+    if len(value) > grammar.ENV_VALUE_MAX:
+        raise ValueError(f"is longer than {grammar.ENV_VALUE_MAX} characters; put long content in a file the snippet copies")
+    if not grammar.printable(value):
+        raise ValueError("values must be on one line, without control characters")
+    return value
+
+
+def _apt(value: str) -> str:
+    name, sep, version = value.partition("=")
+    if not grammar.full(grammar.DEB_NAME, name) or (sep and not grammar.full(grammar.DEB_VERSION, version)):
+        raise ValueError(f"{_shown(value)} is not a Debian package name, optionally pinned as name=version")
+    return value
+
+
+def _path(value: str) -> str:
+    # Where it may point (inside the project) is checked once the file that set it is known.
+    if not value or len(value) > 255 or not grammar.printable(value) or "\\" in value:
+        raise ValueError(f"{_shown(value)} is not a path of at most 255 characters on one line")
+    return value
+
+
+# Every string field that reaches a Dockerfile, a shell word, a file name or a tag has a type that
+# holds it to the grammar of that place (imagekit/grammar.py).
+Name = Annotated[StrictStr, _grammar(grammar.NAME, "a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)")]
+Repository = Annotated[
+    StrictStr,
+    _grammar(grammar.REPOSITORY, "a valid image repository (lowercase, e.g. registry.example/ml/pytorch)", max_len=grammar.NAME_MAX),
+]
+ImageRef = Annotated[
+    StrictStr,
+    _grammar(grammar.IMAGE_REF, "an image reference like nvidia/cuda:12.1.1-base-ubuntu22.04 or name@sha256:…", max_len=grammar.NAME_MAX + 200),
+]
+UserName = Annotated[StrictStr, _grammar(grammar.USER, "a user name: lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32")]
+Pin = Annotated[StrictStr, _grammar(grammar.PIN, "pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content")]
+Apt = Annotated[StrictStr, AfterValidator(_apt)]
+EnvName = Annotated[StrictStr, _grammar(grammar.ENV_NAME, "an environment variable name: letters, digits and '_', not starting with a digit")]
+EnvValue = Annotated[StrictStr, AfterValidator(_env_value)]
+Cuda = Annotated[StrictStr, _grammar(grammar.CUDA, "a full CUDA version such as 12.1.1")]
+Driver = Annotated[StrictStr, _grammar(grammar.DRIVER, "a driver version such as 535.104.05")]
+Os = Annotated[StrictStr, _grammar(grammar.OS, "an OS name like ubuntu22.04")]
+Version = Annotated[StrictStr, _grammar(re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){1,3}"), "a version such as 2.6.0")]
+Python = Annotated[StrictStr, _grammar(re.compile(r"3\.[0-9]{1,2}"), "a Python version such as 3.11")]
+Wheel = Annotated[StrictStr, _grammar(re.compile(r"[a-z0-9]{1,16}"), "a wheel channel such as cu124")]
+Glob = Annotated[StrictStr, _grammar(grammar.GLOB, "an image id glob (letters, digits, '.', '_', '-', '*', '?', '[', ']', '!')")]
+RunnerLabel = Annotated[StrictStr, _grammar(grammar.RUNNER_LABEL, "a runner label (letters, digits, '.', '_', '-')")]
+DriverLabel = Annotated[
+    StrictStr,
+    _grammar(grammar.DRIVER_LABEL, "a runner label with {branch} where the driver branch goes, like nvidia-{branch} (or null for none)"),
+]
+IndexUrl = Annotated[StrictStr, _url(variables=True)]
+SourceUrl = Annotated[StrictStr, _url(variables=False)]
+Registry = Annotated[StrictStr, AfterValidator(_registry)]
+PathText = Annotated[StrictStr, AfterValidator(_path)]
+Size = Annotated[StrictStr | StrictInt, AfterValidator(lambda v: _size(v))]
 
 
 class _Model(BaseModel):
@@ -52,26 +147,26 @@ class _Model(BaseModel):
 
 
 class TorchSection(_Model):
-    version: StrictStr
-    torchaudio: StrictStr
+    version: Version
+    torchaudio: Version
 
 
 class UserSection(_Model):
-    name: StrictStr = "imagekit"
-    uid: StrictInt = Field(default=1000, ge=1, le=2**31 - 1)
+    name: UserName = "imagekit"
+    uid: StrictInt = Field(default=1000, ge=1, le=2**31 - 2)
 
 
 class PerFlavor(_Model):
-    runtime: StrictStr | None = None
-    devel: StrictStr | None = None
+    runtime: ImageRef | None = None
+    devel: ImageRef | None = None
 
 
 class VariantSection(_Model):
-    cuda: StrictStr
-    wheel: StrictStr
+    cuda: Cuda
+    wheel: Wheel
     base_image: PerFlavor | None = None
-    os: StrictStr | None = None
-    driver: StrictStr | None = None
+    os: Os | None = None
+    driver: Driver | None = None
 
     @field_validator("base_image", mode="before")
     @classmethod
@@ -82,42 +177,42 @@ class VariantSection(_Model):
 
 
 class ExtensionSection(_Model):
-    parent: StrictStr  # a flavor, or a glob over the base images' ids
-    repository: StrictStr | None = None
-    packages: list[StrictStr] = []
-    apt: list[StrictStr] = []
-    env: dict[str, StrictStr] = {}
-    template: StrictStr | None = None  # a Dockerfile snippet (Jinja2), relative to the matrix file
-    tests: StrictStr | None = None  # a folder of pytest files run beside the smoke suite
+    parent: Glob  # a flavor, or a glob over the base images' ids
+    repository: Repository | None = None
+    packages: list[Pin] = Field(default=[], max_length=500)
+    apt: list[Apt] = Field(default=[], max_length=500)
+    env: dict[EnvName, EnvValue] = Field(default={}, max_length=200)
+    template: PathText | None = None  # a Dockerfile snippet (Jinja2), relative to the matrix file
+    tests: PathText | None = None  # a folder of pytest files run beside the smoke suite
 
 
 class CiSection(_Model):
     """What a GitHub Actions cell needs to find its runner (README "GitHub Actions")."""
 
-    runs_on: list[StrictStr] = Field(default=["self-hosted", "linux", "gpu"], min_length=1)
+    runs_on: list[RunnerLabel] = Field(default=["self-hosted", "linux", "gpu"], min_length=1, max_length=20)
     # Added to runs_on per cell: a label naming the driver branch the image needs ({branch}: the
     # major version of its minimum driver, e.g. nvidia-525); null for none.
-    driver_label: StrictStr | None = "nvidia-{branch}"
+    driver_label: DriverLabel | None = "nvidia-{branch}"
     timeout_minutes: StrictInt = Field(default=120, ge=1, le=4320)
 
 
 class MatrixSection(_Model):
-    repository: StrictStr = "imagekit/pytorch"
-    registry: StrictStr | None = None
-    source: StrictStr | None = None
+    repository: Repository = "imagekit/pytorch"
+    registry: Registry | None = None
+    source: SourceUrl | None = None
     torch: TorchSection
-    python: StrictStr
-    os: StrictStr = "ubuntu22.04"
-    flavors: list[Flavor] = Field(min_length=1)
-    variants: dict[str, VariantSection] = Field(min_length=1)
-    indexes: dict[str, StrictStr] = {}
-    packages: list[StrictStr] = []
-    templates: StrictStr = "templates"
-    smoke: StrictStr = "smoke"
+    python: Python
+    os: Os = "ubuntu22.04"
+    flavors: list[Flavor] = Field(min_length=1, max_length=2)
+    variants: dict[Name, VariantSection] = Field(min_length=1, max_length=50)
+    indexes: dict[Wheel, IndexUrl] = {}
+    packages: list[Pin] = Field(default=[], max_length=500)
+    templates: PathText = "templates"
+    smoke: PathText = "smoke"
     user: UserSection = UserSection()
-    extensions: dict[str, ExtensionSection] = {}
+    extensions: dict[Name, ExtensionSection] = Field(default={}, max_length=50)
     # image id glob → the most an image may weigh; an image meets every budget whose glob matches it
-    size_budgets: dict[str, StrictStr | StrictInt] = {}
+    size_budgets: dict[Glob, Size] = Field(default={}, max_length=100)
     ci: CiSection = CiSection()
 
 
@@ -184,7 +279,7 @@ class CiSpec:
     def labels(self, image: ImageSpec) -> list[str]:
         """The runner labels a cell building ``image`` asks for."""
         branch = image.driver_min.split(".")[0]
-        extra = [self.driver_label.format(branch=branch)] if self.driver_label and image.driver_min != "unknown" else []
+        extra = [self.driver_label.replace("{branch}", branch)] if self.driver_label and image.driver_min != "unknown" else []
         return [*self.runs_on, *extra]
 
 
@@ -196,6 +291,7 @@ class Matrix:
     source: str | None
     files: tuple[Path, ...]
     ci: CiSpec
+    root: Path  # the project (matrix_source.project_root): templates are read from inside it only
     registry: str | None = None
     # Extension image id → its own tests folder (host paths stay out of ImageSpec and the content id).
     extension_tests: dict[str, Path] = field(default_factory=dict)
@@ -203,6 +299,11 @@ class Matrix:
     # image, not part of what it contains, so changing one must not change a content id.
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
     notes: tuple[str, ...] = ()  # what is worth a warning but not an error (file:line: field: …)
+    # Template file name → sha256 of its bytes, for the lock's record of what renders each image.
+    template_digests: dict[str, str] = field(default_factory=dict)
+
+    def template_digest(self, image: ImageSpec) -> str | None:
+        return self.template_digests.get(EXTENSION_TEMPLATE if image.extension else TEMPLATE)
 
     def image(self, image_id: str) -> ImageSpec:
         return next(i for i in self.images if i.id == image_id)
@@ -249,7 +350,8 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
-        loc: Key = tuple(err["loc"])
+        # A mapping key's own error is located at the key (pydantic appends "[key]").
+        loc: Key = tuple(part for part in err["loc"] if part != "[key]")
         where = src.origin(loc)
         name = field_name(loc)
         kind = err["type"]
@@ -263,6 +365,8 @@ def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
             problems.append(
                 f'{where}: {name}: must be a string in quotes, like {loc[-1]}: "3.11"; YAML read this one as the number {err["input"]}'
             )
+        elif kind == "value_error":
+            problems.append(f"{where}: {name}: {err['ctx']['error']}")
         else:
             problems.append(f"{where}: {name}: {err['msg']}")
     return problems
@@ -275,15 +379,8 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
     def bad(key: Key, message: str) -> None:
         problems.append(f"{src.origin(key)}: {field_name(key)}: {message}")
 
-    if not _REPOSITORY.match(m.repository):
-        bad(("repository",), f"'{m.repository}' is not a valid image repository (lowercase, e.g. registry.example/ml/pytorch)")
-    if m.registry is not None and not _REGISTRY.match(m.registry):
-        bad(("registry",), f"'{m.registry}' is not a registry reference like registry.example.internal/ml or 127.0.0.1:5000/ml")
     if len(set(m.flavors)) != len(m.flavors):
         bad(("flavors",), "lists a flavor twice")
-    for i, pkg in enumerate(m.packages):
-        if not _PINNED.match(pkg):
-            bad(("packages", i), f"'{pkg}' must be pinned as name==version so images rebuild to the same content")
 
     release = facts.torch.get(m.torch.version)
     if release is None:
@@ -299,8 +396,6 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
 
     for name, v in m.variants.items():
         key: Key = ("variants", name)
-        if not _NAME.match(name):
-            bad(key, "variant names must be lowercase letters, digits, '.', '_' or '-' (they become part of image tags)")
         if v.wheel not in release.wheels:
             wanted = facts.wheel_cuda.get(v.wheel)
             same_major = [w for w in release.wheels if wanted and facts.wheel_cuda[w].split(".")[0] == wanted.split(".")[0]]
@@ -313,9 +408,6 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
             )
             continue
         wheel_cuda = facts.wheel_cuda[v.wheel]
-        if not _CUDA.match(v.cuda):
-            bad(key + ("cuda",), f"'{v.cuda}' must be a full CUDA version such as 12.1.1")
-            continue
         if v.cuda in facts.cuda_tags_replaced:
             bad(key + ("cuda",), f"nvidia/cuda {v.cuda} tags are unsupported; use {facts.cuda_tags_replaced[v.cuda]}")
             continue
@@ -339,9 +431,7 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
             continue
         needed = _driver_min(v.cuda, wheel_cuda)
         if v.driver is not None:
-            if not _DRIVER.match(v.driver):
-                bad(key + ("driver",), f"'{v.driver}' is not a driver version such as 535.104.05")
-            elif version_tuple(v.driver) < version_tuple(needed):
+            if version_tuple(v.driver) < version_tuple(needed):
                 runs = [
                     w
                     for w in release.wheels
@@ -356,22 +446,21 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
     return problems
 
 
-def _ci_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
+# A built image is also tagged `<id>-<first 12 of its content id>` (imagekit/identity.py), and a
+# tag is at most 128 characters (Docker's reference grammar): an image id leaves room for that.
+ID_MAX = grammar.TAG_MAX - 13
+
+
+def _id_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
+    """Image ids too long for a tag, found before anything is rendered or written."""
     problems = []
-    for i, label in enumerate(m.ci.runs_on):
-        if not _RUNNER_LABEL.match(label):
+    for image_id in _all_ids(m):
+        if len(image_id) > ID_MAX:
+            ext = next((n for n in m.extensions if image_id.endswith(f"-{n}")), None)
+            key: Key = ("extensions", ext) if ext else ("variants", next((v for v in m.variants if f"-{v}-py" in image_id), ""))
             problems.append(
-                f"{src.origin(('ci', 'runs_on', i))}: ci.runs_on.{i}: '{label}' is not a runner label (letters, digits, '.', '_', '-')"
-            )
-    if m.ci.driver_label is not None:
-        try:
-            example = m.ci.driver_label.format(branch="525")
-        except (KeyError, IndexError, ValueError):
-            example = ""
-        if "{branch}" not in m.ci.driver_label or not _RUNNER_LABEL.match(example):
-            problems.append(
-                f"{src.origin(('ci', 'driver_label'))}: ci.driver_label: '{m.ci.driver_label}' must be a runner label with "
-                "{branch} where the driver branch goes, like nvidia-{branch}, or null for none"
+                f"{src.origin(key)}: {field_name(key)}: makes the image id {image_id[:40]}… {len(image_id)} characters long; "
+                f"ids are at most {ID_MAX} (Docker tags are at most {grammar.TAG_MAX}, with a content suffix): shorten the name"
             )
     return problems
 
@@ -396,30 +485,23 @@ def _extension_problems(src: MatrixSource, m: MatrixSection, smoke_dir: Path) ->
     smoke_files = {p.name for p in smoke_dir.glob("test_*.py")}
     for name, ext in m.extensions.items():
         key: Key = ("extensions", name)
-        if not _NAME.match(name):
-            bad(key, "extension names must be lowercase letters, digits, '.', '_' or '-' (they become part of image ids)")
         if not _parents(m, ext.parent):
             ids = ", ".join(i for i, _ in _base_ids(m))
             bad(key + ("parent",), f"'{ext.parent}' matches no image; name a flavor ({', '.join(m.flavors)}) or an id glob over: {ids}")
-        if ext.repository is not None and not _REPOSITORY.match(ext.repository):
-            bad(key + ("repository",), f"'{ext.repository}' is not a valid image repository (lowercase, e.g. ml/pytorch-tracking)")
         for i, pkg in enumerate(ext.packages):
-            if not _PINNED.match(pkg):
-                bad(key + ("packages", i), f"'{pkg}' must be pinned as name==version so images rebuild to the same content")
-            elif _project_name(pkg) in in_parent:
+            if _project_name(pkg) in in_parent:
                 bad(key + ("packages", i), f"the parent already installs {in_parent[_project_name(pkg)]}; an extension cannot change it")
-        for i, pkg in enumerate(ext.apt):
-            if not _APT.match(pkg):
-                bad(key + ("apt", i), f"'{pkg}' is not a Debian package name, optionally pinned as name=version")
-        for var, value in ext.env.items():
-            if not _ENV_NAME.match(var):
-                bad(key + ("env", var), "environment variable names are letters, digits and '_', not starting with a digit")
-            elif var.startswith("IMAGEKIT_"):
+        for var in ext.env:
+            if var.startswith("IMAGEKIT_"):
                 bad(key + ("env", var), "IMAGEKIT_* variables are what the image promises to the smoke suite; imagekit sets them")
-            if "\n" in value or "\r" in value:
-                bad(key + ("env", var), "values must be on one line")
-        if ext.template is not None and not _resolve_path(src, key + ("template",), ext.template).is_file():
-            bad(key + ("template",), f"{_resolve_path(src, key + ('template',), ext.template)} is not a file")
+        if ext.template is not None:
+            path = _resolve_path(src, key + ("template",), ext.template)
+            if not path.is_file():
+                bad(key + ("template",), f"{path} is not a file")
+            elif path.stat().st_size > SNIPPET_MAX:
+                bad(key + ("template",), f"{path} is over {SNIPPET_MAX // 1024} KiB; a snippet holds a few Dockerfile steps")
+            elif not _utf8(path):
+                bad(key + ("template",), f"{path} is not UTF-8 text")
         if ext.tests is not None:
             folder = _resolve_path(src, key + ("tests",), ext.tests)
             tests = {p.name for p in folder.glob("test_*.py")} if folder.is_dir() else set()
@@ -434,36 +516,33 @@ def _extension_problems(src: MatrixSource, m: MatrixSection, smoke_dir: Path) ->
 def parse_size(value: str | int) -> int | None:
     """Bytes from ``7GB``, ``6.5 GiB`` or a plain number of bytes; None when it is not a size."""
     if isinstance(value, int):
-        return value if value > 0 else None
-    match = _SIZE.match(value)
-    return int(float(match.group(1)) * _UNITS[match.group(2) or "B"]) if match else None
+        return value if 0 < value <= SIZE_MAX else None
+    match = _SIZE.fullmatch(value)
+    size = int(float(match.group(1)) * _UNITS[match.group(2) or "B"]) if match else 0
+    return size if 0 < size <= SIZE_MAX else None
 
 
 def _all_ids(m: MatrixSection) -> list[str]:
     return [i for i, _ in _base_ids(m)] + [f"{p}-{name}" for name, ext in m.extensions.items() for p in _parents(m, ext.parent)]
 
 
-def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBudget], list[str], list[str]]:
-    """Image id → its tightest budget; the problems with the budgets as written; and notes on
-    budgets that match no image, which are ignored: an overlay may have removed their images."""
-    problems: list[str] = []
+def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBudget], list[str]]:
+    """Image id → its tightest budget; and notes on budgets that match no image, which are
+    ignored: an overlay may have removed their images."""
     notes: list[str] = []
     budgets: dict[str, SizeBudget] = {}
     ids = _all_ids(m)
     for pattern, value in m.size_budgets.items():
         key: Key = ("size_budgets", pattern)
         where = f"{src.origin(key)}: {field_name(key)}"
-        limit = parse_size(value)
-        if limit is None:
-            problems.append(f"{where}: {value!r} is not a size; write bytes or a number with a unit, like 7GB or 6.5GiB")
-            continue
+        limit = parse_size(value) or SIZE_MAX  # the model took only sizes
         matched = [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
         if not matched:
             notes.append(f"{where}: matches no image, so it checks nothing; image ids are: {', '.join(ids)}")
         for image_id in matched:
             if image_id not in budgets or limit < budgets[image_id].limit:
                 budgets[image_id] = SizeBudget(limit, where)
-    return budgets, problems, notes
+    return budgets, notes
 
 
 def _project_name(requirement: str) -> str:
@@ -497,17 +576,41 @@ def _resolve_path(src: MatrixSource, key: Key, value: str) -> Path:
     return path if path.is_absolute() else src.origin(key).file.parent / path
 
 
+def _utf8(path: Path) -> bool:
+    try:
+        path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _path_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
+    """Templates, snippets and test folders are read, rendered and run: each must lie inside the
+    project (src.root), after every symlink on the way is followed."""
+    paths: dict[Key, str] = {("templates",): m.templates, ("smoke",): m.smoke}
+    for name, ext in m.extensions.items():
+        paths |= {("extensions", name, field): value for field, value in (("template", ext.template), ("tests", ext.tests)) if value}
+    problems = []
+    for key, value in paths.items():
+        real = Path(os.path.realpath(_resolve_path(src, key, value)))
+        if not real.is_relative_to(src.root):
+            problems.append(
+                f"{src.origin(key)}: {field_name(key)}: {_shown(value)} leads to {real}, outside the project {src.root}; "
+                "keep templates, snippets and tests inside it (symlinks included)"
+            )
+    return problems
+
+
 def build(src: MatrixSource) -> Matrix:
     try:
         m = MatrixSection.model_validate(src.data)
     except ValidationError as exc:
         raise MatrixError(_shape_problems(src, exc)) from None
     smoke_dir = _resolve_path(src, ("smoke",), m.smoke)
-    problems = (_fact_problems(src, m) or _extension_problems(src, m, smoke_dir)) + _ci_problems(src, m)
-    size_budgets, budget_problems, notes = _size_budgets(src, m) if not problems else ({}, [], [])
-    problems += budget_problems
+    problems = _path_problems(src, m) or _fact_problems(src, m) or _extension_problems(src, m, smoke_dir) or _id_problems(src, m)
     if problems:
         raise MatrixError(problems)
+    size_budgets, notes = _size_budgets(src, m)
 
     facts = facts_mod.load()
     release = facts.torch[m.torch.version]
@@ -555,9 +658,15 @@ def build(src: MatrixSource) -> Matrix:
             extensions.append(child)
             if ext.tests is not None:
                 extension_tests[child.id] = _resolve_path(src, ("extensions", name, "tests"), ext.tests)
+    templates_dir = _resolve_path(src, ("templates",), m.templates)
     return Matrix(
         images=tuple(images + extensions),
-        templates_dir=_resolve_path(src, ("templates",), m.templates),
+        templates_dir=templates_dir,
+        template_digests={
+            name: hashlib.sha256((templates_dir / name).read_bytes()).hexdigest()
+            for name in (TEMPLATE, EXTENSION_TEMPLATE)
+            if (templates_dir / name).is_file()
+        },
         smoke_dir=smoke_dir,
         source=m.source,
         files=src.files,
@@ -566,6 +675,7 @@ def build(src: MatrixSource) -> Matrix:
         size_budgets=size_budgets,
         notes=tuple(notes),
         ci=CiSpec(tuple(m.ci.runs_on), m.ci.driver_label, m.ci.timeout_minutes),
+        root=src.root,
     )
 
 

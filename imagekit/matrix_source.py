@@ -7,6 +7,7 @@ variant. Every value keeps its origin so validation errors can name file, line a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class MatrixSource:
     data: dict[str, Any]
     origins: dict[Key, Origin]
     files: tuple[Path, ...]
+    # The project the matrix belongs to (project_root); every path it names must lie inside it.
+    root: Path
 
     def origin(self, key: Key) -> Origin:
         """The origin of ``key``, or of its closest ancestor that exists (a missing field's parent)."""
@@ -44,6 +47,16 @@ class MatrixSource:
 
 def field_name(key: Key) -> str:
     return ".".join(str(k) for k in key) or "(top level)"
+
+
+# Bounds on what a YAML file may ask of the reader, far above any real matrix or lock: nesting
+# (PyYAML composes recursively), nodes after aliases are expanded (a "billion laughs" file of a
+# few hundred bytes expands to billions), and bytes.
+MAX_DEPTH = 32
+MAX_NODES = 200_000
+MAX_BYTES = 8 * 2**20
+# Plain data only: an explicit tag other than these (`!!python/…`, `!custom`) is refused.
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 
 
 def _from_node(node: yaml.Node, key: Key, file: Path, origins: dict[Key, Origin], problems: list[str]) -> Any:
@@ -68,29 +81,93 @@ def _from_node(node: yaml.Node, key: Key, file: Path, origins: dict[Key, Origin]
     if isinstance(node, yaml.SequenceNode):
         return [_from_node(item, key + (i,), file, origins, problems) for i, item in enumerate(node.value)]
     # Let PyYAML resolve scalars (ints, floats, bools, null) exactly as safe_load would.
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def load_file(path: Path) -> tuple[dict[str, Any], dict[Key, Origin]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        return yaml.safe_load(yaml.serialize(node))
+    except (yaml.YAMLError, ValueError) as exc:  # e.g. an integer of more digits than Python converts
+        problems.append(f"{file}:{node.start_mark.line + 1}: {field_name(key)}: cannot be read as a value ({str(exc)[:80]})")
+        return None
+
+
+def _scan(text: str, path: Path) -> None:
+    """Refuse, before composing, what the composer would trip over: tags that are not plain data
+    and nesting deeper than MAX_DEPTH. Events stream without recursion."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        tag = getattr(event, "tag", None)
+        if tag is not None and tag not in _PLAIN_TAGS:
+            raise MatrixError([f"{path}:{line}: the YAML tag {tag[:60]!r} is not allowed: these files hold plain data (remove the tag)"])
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise MatrixError([f"{path}:{line}: nested more than {MAX_DEPTH} levels deep; no field of this file nests that deep"])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _expanded_size(root: yaml.Node, path: Path) -> int:
+    """How many nodes ``root`` holds once every alias is expanded, counted without expanding them;
+    a node that contains itself (a recursive anchor) is refused."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in on_path:
+            raise MatrixError([f"{path}:{node.start_mark.line + 1}: an anchor refers to itself; write the value out"])
+        on_path.add(id(node))
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+        total = 1 + (sum(size(c) for c in children) if isinstance(node, yaml.CollectionNode) else 0)
+        on_path.discard(id(node))
+        sizes[id(node)] = min(total, MAX_NODES + 1)
+        return sizes[id(node)]
+
+    return size(root)
+
+
+def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
+    """One YAML document of plain data, with the origin of every value: UTF-8 only, no tags but
+    the plain ones, bounded in size, depth and alias expansion. Every problem is a MatrixError
+    naming the file and line. ``what`` names the kind of file in messages ("matrix", "lock")."""
+    try:
+        raw = path.read_bytes()
     except FileNotFoundError:
-        raise MatrixError([f"{path}: no such matrix file"]) from None
+        raise MatrixError([f"{path}: no such {what} file"]) from None
     except OSError as exc:
         raise MatrixError([f"{path}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_BYTES:
+        raise MatrixError([f"{path}: {len(raw)} bytes is too large for a {what} file (at most {MAX_BYTES // 2**20} MiB)"])
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MatrixError([f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the file as UTF-8"]) from None
+    try:
+        _scan(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
         raise MatrixError([f"{path}:{line}: not valid YAML: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise MatrixError([f"{path}: not valid YAML: {str(exc)[:200]}"]) from None
     if node is None:
-        return {}, {(): Origin(path, 1)}
+        return None, {(): Origin(path, 1)}
+    if _expanded_size(node, path) > MAX_NODES:
+        raise MatrixError([f"{path}:1: expands to more than {MAX_NODES} values through aliases; write the values out"])
     origins: dict[Key, Origin] = {}
     problems: list[str] = []
     data = _from_node(node, (), path, origins, problems)
     if problems:
         raise MatrixError(problems)
+    return data, origins
+
+
+def load_file(path: Path) -> tuple[dict[str, Any], dict[Key, Origin]]:
+    data, origins = read_yaml(path, "matrix")
+    if data is None:
+        return {}, origins
     if not isinstance(data, dict):
         raise MatrixError([f"{path}:{origins[()].line}: a matrix file must be a mapping at the top level"])
     return data, origins
@@ -107,6 +184,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any], key: Key, origins: dict[K
         if value is None:
             base.pop(k, None)
             _drop(origins, sub)
+            # A required field removed here is reported at the line that removed it.
+            origins[sub] = over_origins[sub]
         elif isinstance(value, dict) and isinstance(base.get(k), dict):
             origins[sub] = over_origins[sub]
             _merge(base[k], value, sub, origins, over_origins)
@@ -124,4 +203,12 @@ def load(paths: list[Path]) -> MatrixSource:
     for path in paths[1:]:
         over, over_origins = load_file(path)
         _merge(data, over, (), origins, over_origins)
-    return MatrixSource(data=data, origins=origins, files=tuple(paths))
+    return MatrixSource(data=data, origins=origins, files=tuple(paths), root=project_root(paths[0]))
+
+
+def project_root(first: Path) -> Path:
+    """The git work tree holding the first matrix file, else that file's own folder: templates,
+    snippets and tests are read from inside it only, so another team's overlay cannot name files
+    elsewhere on the machine that renders it."""
+    start = Path(os.path.realpath(first)).parent
+    return next((folder for folder in (start, *start.parents) if (folder / ".git").exists()), start)

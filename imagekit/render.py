@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
+import markupsafe
 
+from . import grammar
 from .errors import ConfigurationError
 from .lock import Lock, apt_wanted
-from .matrix import ImageSpec, Matrix
+from .matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix
 
-TEMPLATE = "Dockerfile.j2"
-EXTENSION_TEMPLATE = "Extension.Dockerfile.j2"
 # The build argument that carries an extension's exact parent: its content tag, or its registry
 # digest once it has one (README "Extensions").
 PARENT_ARG = "IMAGEKIT_PARENT"
@@ -110,12 +113,19 @@ class Renderer:
                 )
         self._matrix = matrix
         self._lock = lock
-        self._env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(matrix.templates_dir),
+        # Templates and snippets come from other teams' pull requests: the sandbox keeps them from
+        # Python internals (no `__class__`, `__globals__`, no calls that change state), the loader
+        # from files outside the project, and `finalize` from writing a value that would need
+        # escaping in a Dockerfile (validation refused those first; this is the second line).
+        self._env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+            loader=_ProjectLoader(matrix.templates_dir, matrix.root),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
-            autoescape=False,  # noqa: S701 - Dockerfiles, not HTML
+            autoescape=False,  # noqa: S701 - Dockerfiles, not HTML: finalize guards each value instead
+            finalize=_one_line,
         )
+        for name in ("cycler", "joiner", "lipsum"):  # nothing a Dockerfile needs
+            self._env.globals.pop(name, None)
 
     def render(self, image: ImageSpec) -> Rendered:
         ext = image.extension
@@ -139,8 +149,10 @@ class Renderer:
             return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None)
         # An extension's own snippet is a template too, rendered with the same values.
         snippet = self._render(ext.snippet_name, source=ext.snippet, **values) if ext.snippet is not None else ""
+        # The snippet's own lines are Dockerfile steps by design; they enter as written.
+        snippet = markupsafe.Markup(snippet.strip("\n"))  # noqa: S704 - rendered in the sandbox above
         env = {key: _dockerfile_quote(value) for key, value in ext.env}
-        text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet.strip("\n"), parent_arg=PARENT_ARG, **values)
+        text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet, parent_arg=PARENT_ARG, **values)
         parent = self.render(self._matrix.image(str(image.parent)))
         return Rendered(image, {"Dockerfile": text.encode(), **files}, parent=parent)
 
@@ -150,7 +162,37 @@ class Renderer:
             return template.render(**values)
         except jinja2.TemplateError as exc:
             line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
-            raise ConfigurationError(f"{name}{line}: cannot render {values['image'].id}: {exc.message}") from None
+            raise ConfigurationError(
+                f"{name}{line}: cannot render {values['image'].id}: {exc.message}",
+                tip="templates see the image's fields (README \"Templates\"), run sandboxed, and include only files inside the project",
+            ) from None
+        except (RecursionError, MemoryError, OverflowError):
+            raise ConfigurationError(f"{name}: cannot render {values['image'].id}: the template asks for too much") from None
+
+
+class _ProjectLoader(jinja2.FileSystemLoader):
+    """Templates from one folder, and only files whose real path (symlinks followed) is inside
+    the project: an `{% include %}` or a symlink cannot read the rest of the machine."""
+
+    def __init__(self, folder: Path, root: Path) -> None:
+        super().__init__(folder, followlinks=False)
+        self._root = root
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if filename is None or not Path(os.path.realpath(filename)).is_relative_to(self._root):
+            raise jinja2.TemplateNotFound(f"{template} (it leads outside the project {self._root})")
+        return source, filename, uptodate
+
+
+def _one_line(value: Any) -> Any:
+    """Every value a template writes is one line without control characters, unless imagekit
+    marked it as Dockerfile text of its own (Markup: a snippet's rendered steps)."""
+    if isinstance(value, markupsafe.Markup) or not isinstance(value, str):
+        return value
+    if not grammar.printable(value):
+        raise jinja2.TemplateRuntimeError(f"refusing to write {value[:40]!r}: a value must be one line without control characters")
+    return value
 
 
 def apt_file(stage: str) -> str:

@@ -108,13 +108,13 @@ def test_github_cells_group_extensions_with_their_parent_and_carry_runner_labels
     assert bad.returncode == 2 and "is not a `imagekit matrix list --format github` listing" in bad.stderr
 
 
-def test_a_template_change_changes_every_cell_that_renders_it(tmp_path):
+def test_a_template_change_changes_every_cell_that_renders_it(project_dir):
     before = json.loads(imagekit("matrix", "list", "--format", "github").stdout)["include"]
-    shutil.copytree(ROOT / "templates", tmp_path / "templates")
-    extension = tmp_path / "templates" / "Extension.Dockerfile.j2"
+    shutil.copytree(ROOT / "templates", project_dir / "templates")
+    extension = project_dir / "templates" / "Extension.Dockerfile.j2"
     extension.write_text(extension.read_text() + "# changed\n")
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text(f"templates: {tmp_path / 'templates'}\n")
+    overlay = project_dir / "o.yaml"
+    overlay.write_text(f"templates: {project_dir / 'templates'}\n")
     after = json.loads(imagekit("matrix", "list", "--format", "github", "--matrix", "matrix.yaml", "--matrix", str(overlay)).stdout)[
         "include"
     ]

@@ -103,7 +103,6 @@ def test_fact_violations_are_all_reported_at_their_lines():
     assert f"{f}:6: variants.mixed.wheel: wheel cu124 bundles CUDA 12.4 libraries but the base is CUDA 11.8.0" in found
     assert f"{f}:7: variants.lowdriver.driver: CUDA 12.1.1 with wheel cu124 (CUDA 12.4) needs driver >= 525.60.13" in found
     assert "on driver 470.82.01 use wheel cu118" in found
-    assert f"{f}:8: packages.0: 'numpy' must be pinned" in found
 
 
 def test_yaml_syntax_errors_name_the_line():
@@ -128,12 +127,25 @@ def test_only_selects_by_glob_and_refuses_a_glob_that_matches_nothing():
     assert "2.6.0-cu118-py3.11-runtime" in (info.value.tip or "")
 
 
-def test_paths_in_a_matrix_are_relative_to_the_file_that_sets_them(tmp_path: Path):
-    overlay = tmp_path / "o.yaml"
+def test_paths_in_a_matrix_are_relative_to_the_file_that_sets_them(project_dir: Path):
+    overlay = project_dir / "o.yaml"
     overlay.write_text("smoke: my-smoke\n")
     matrix = load_matrix([M / "good.yaml", overlay])
-    assert matrix.smoke_dir == tmp_path / "my-smoke"
+    assert matrix.smoke_dir == project_dir / "my-smoke"
     assert matrix.templates_dir == M / "templates"
+
+
+def test_paths_must_stay_inside_the_project(tmp_path: Path, project_dir: Path):
+    """The project is the git work tree of the first matrix file; an overlay from elsewhere may
+    not point templates, snippets or tests out of it, by path or by symlink."""
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text("smoke: my-smoke\n")
+    (problem,) = problems_at([M / "good.yaml", overlay])
+    assert problem.startswith(f"{overlay}:1: smoke: 'my-smoke' leads to {tmp_path / 'my-smoke'}, outside the project {ROOT}")
+    (project_dir / "link").symlink_to(tmp_path)
+    overlay.write_text(f"templates: {project_dir / 'link'}\n")
+    (problem,) = problems_at([M / "good.yaml", overlay])
+    assert problem.startswith(f"{overlay}:1: templates: ") and f"leads to {tmp_path}, outside the project" in problem
 
 
 def test_extensions_expand_per_parent_after_every_base_image():
@@ -174,21 +186,24 @@ def test_only_with_parents_adds_the_parent_of_a_selected_extension():
 
 
 def test_extension_mistakes_are_all_reported_at_their_lines():
-    found = problems("good.yaml", "extensions-bad.yaml")
-    f, ext = M / "extensions-bad.yaml", M / "ext"
-    assert found == [
-        f"{f}:3: extensions.Bad: extension names must be lowercase letters, digits, '.', '_' or '-' (they become part of image ids)",
-        f"{f}:4: extensions.Bad.parent: '*-cu999-*' matches no image; name a flavor (runtime, devel) or an id glob over: "
-        "2.6.0-cu118-py3.11-runtime, 2.6.0-cu118-py3.11-devel, 2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
-        f"{f}:5: extensions.Bad.packages.0: 'wandb' must be pinned as name==version so images rebuild to the same content",
-        f"{f}:5: extensions.Bad.packages.1: the parent already installs torch==2.6.0; an extension cannot change it",
-        f"{f}:5: extensions.Bad.packages.2: the parent already installs pytest==8.3.5; an extension cannot change it",
+    # First the grammar of every field, then, once every field has its shape, what they mean together.
+    f = M / "extensions-bad.yaml"
+    assert problems("good.yaml", "extensions-bad.yaml") == [
+        f"{f}:3: extensions.Bad: 'Bad' is not a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)",
+        f"{f}:5: extensions.Bad.packages.0: 'wandb' is not pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content",
         f"{f}:6: extensions.Bad.apt.0: 'git;rm' is not a Debian package name, optionally pinned as name=version",
-        f"{f}:7: extensions.Bad.env.IMAGEKIT_IMAGE_ID: IMAGEKIT_* variables are what the image promises to the smoke suite; imagekit sets them",
-        f"{f}:7: extensions.Bad.env.1BAD: environment variable names are letters, digits and '_', not starting with a digit",
-        f"{f}:8: extensions.Bad.template: {ext / 'missing.j2'} is not a file",
-        f"{f}:9: extensions.Bad.tests: {ext / 'clash' / 'test_environment.py'} has the same name as a smoke test; rename it",
-        f"{f}:12: extensions.ok.tests: {ext / 'snippet.Dockerfile.j2'} holds no test_*.py files",
+        f"{f}:7: extensions.Bad.env.1BAD: '1BAD' is not an environment variable name: letters, digits and '_', not starting with a digit",
+    ]
+    f, ext = M / "extensions-facts.yaml", M / "ext"
+    assert problems("good.yaml", "extensions-facts.yaml") == [
+        f"{f}:4: extensions.bad.parent: '*-cu999-*' matches no image; name a flavor (runtime, devel) or an id glob over: "
+        "2.6.0-cu118-py3.11-runtime, 2.6.0-cu118-py3.11-devel, 2.6.0-cu121-py3.11-runtime, 2.6.0-cu121-py3.11-devel",
+        f"{f}:5: extensions.bad.packages.0: the parent already installs torch==2.6.0; an extension cannot change it",
+        f"{f}:5: extensions.bad.packages.1: the parent already installs pytest==8.3.5; an extension cannot change it",
+        f"{f}:6: extensions.bad.env.IMAGEKIT_IMAGE_ID: IMAGEKIT_* variables are what the image promises to the smoke suite; imagekit sets them",
+        f"{f}:7: extensions.bad.template: {ext / 'missing.j2'} is not a file",
+        f"{f}:8: extensions.bad.tests: {ext / 'clash' / 'test_environment.py'} has the same name as a smoke test; rename it",
+        f"{f}:11: extensions.ok.tests: {ext / 'snippet.Dockerfile.j2'} holds no test_*.py files",
     ]
 
 
@@ -230,12 +245,15 @@ def test_size_budget_mistakes_name_the_line_and_the_remedy(tmp_path: Path):
 def test_ci_runner_labels_are_checked_at_their_lines(tmp_path: Path):
     overlay = tmp_path / "ci.yaml"
     overlay.write_text('ci:\n  runs_on: [self-hosted, "gpu box"]\n  driver_label: nvidia\n  timeout_minutes: 0\n')
-    found = problems_at([M / "good.yaml", overlay])
-    assert found == [f"{overlay}:4: ci.timeout_minutes: Input should be greater than or equal to 1"]
+    assert problems_at([M / "good.yaml", overlay]) == [
+        f"{overlay}:2: ci.runs_on.1: 'gpu box' is not a runner label (letters, digits, '.', '_', '-')",
+        f"{overlay}:3: ci.driver_label: 'nvidia' is not a runner label with {{branch}} where the driver branch goes, like nvidia-{{branch}} (or null for none)",
+        f"{overlay}:4: ci.timeout_minutes: Input should be greater than or equal to 1",
+    ]
     overlay.write_text('ci:\n  runs_on: [self-hosted, "gpu box"]\n  driver_label: nvidia\n')
     assert problems_at([M / "good.yaml", overlay]) == [
         f"{overlay}:2: ci.runs_on.1: 'gpu box' is not a runner label (letters, digits, '.', '_', '-')",
-        f"{overlay}:3: ci.driver_label: 'nvidia' must be a runner label with {{branch}} where the driver branch goes, like nvidia-{{branch}}, or null for none",
+        f"{overlay}:3: ci.driver_label: 'nvidia' is not a runner label with {{branch}} where the driver branch goes, like nvidia-{{branch}} (or null for none)",
     ]
     overlay.write_text("ci:\n  runs_on: [self-hosted, a100]\n  driver_label: null\n")
     matrix = load_matrix([M / "good.yaml", overlay])

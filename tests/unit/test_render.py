@@ -78,7 +78,7 @@ def test_hadolint_passes_on_every_rendered_dockerfile(matrix, tmp_path):
 def test_undefined_template_variable_is_an_error_not_an_empty_string(matrix, tmp_path):
     shutil.copy(ROOT / "templates" / "Extension.Dockerfile.j2", tmp_path)
     (tmp_path / "Dockerfile.j2").write_text("FROM {{ image.base_image }}\nRUN echo {{ image.no_such_field }}\n")
-    broken = replace(matrix, templates_dir=tmp_path)
+    broken = replace(matrix, templates_dir=tmp_path, root=tmp_path)
     with pytest.raises(ConfigurationError, match="no_such_field"):
         Renderer(broken).render(broken.images[0])
 
