@@ -18,11 +18,11 @@ from .build import BuildRun, build_images
 from .doctor import run_checks
 from .engine import Engine, find_builder
 from .errors import ConfigurationError, ImagekitError, RunFailed
-from .matrix import Matrix, load_matrix
+from .matrix import Matrix, check_registry, load_matrix
 from .pip_secrets import pip_secrets
 from .provenance import collect
 from .publish import Publisher, Retry, publish_images
-from .render import Rendered, Renderer, expectations, variant_drivers
+from .render import Rendered, Renderer, expectations, variant_drivers, write_all
 from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
 from .verify import verify_one
 
@@ -201,8 +201,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     _, rendered = _selected(args, locked=False)
-    for r in rendered:
-        path = r.write(args.out)
+    for r, path in zip(rendered, write_all(rendered, args.out), strict=True):
         console.info(f"{r.image.id}: {path / 'Dockerfile'}")
     return 0
 
@@ -505,9 +504,23 @@ def _environment_defaults(args: argparse.Namespace) -> None:
             setattr(args, option, [Path(w) for w in words] if option == "matrix" else words)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags are input too: folders that must be folders, a registry in the matrix's grammar."""
+    for option in ("out", "reports"):
+        path = getattr(args, option, None)
+        if path is not None and path.exists() and not path.is_dir():
+            raise ConfigurationError(f"--{option} {path} is a file, not a folder", tip=f"name a folder for --{option}; nothing was written")
+    if getattr(args, "registry", None):
+        try:
+            check_registry(args.registry)
+        except ValueError as exc:
+            raise ConfigurationError(f"--registry {exc}", tip="pass host[:port]/path, e.g. 127.0.0.1:5000/ml; log in with `docker login`") from None
+
+
 def main_inner(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _environment_defaults(args)
+    _check_flags(args)
     return COMMANDS[args.command](args)
 
 

@@ -81,10 +81,12 @@ def cells(matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: 
 def read_previous(path: Path) -> dict[str, str]:
     """cell id → inputs id from an earlier `--format github` listing."""
     try:
+        if path.stat().st_size > 4 * 2**20:
+            raise ValueError("over 4 MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
         return {str(c["id"]): str(c["inputs_id"]) for c in data["include"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
         raise ConfigurationError(
-            f"{path} is not a `imagekit matrix list --format github` listing ({exc})",
+            f"{path} is not a `imagekit matrix list --format github` listing ({str(exc)[:120]})",
             tip="list the base commit's cells with its own imagekit, or leave --changed-against out to run every cell",
         ) from None

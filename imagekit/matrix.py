@@ -71,7 +71,7 @@ def _url(*, variables: bool) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _registry(value: str) -> str:
+def check_registry(value: str) -> str:
     if "@" in value:  # before any echo: what precedes the @ is a credential
         raise ValueError("holds credentials; a registry authenticates through `docker login` or the CI's secrets, never the matrix")
     if len(value) > grammar.NAME_MAX or not grammar.full(grammar.REGISTRY, value):
@@ -137,7 +137,7 @@ DriverLabel = Annotated[
 ]
 IndexUrl = Annotated[StrictStr, _url(variables=True)]
 SourceUrl = Annotated[StrictStr, _url(variables=False)]
-Registry = Annotated[StrictStr, AfterValidator(_registry)]
+Registry = Annotated[StrictStr, AfterValidator(check_registry)]
 PathText = Annotated[StrictStr, AfterValidator(_path)]
 Size = Annotated[StrictStr | StrictInt, AfterValidator(lambda v: _size(v))]
 

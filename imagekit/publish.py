@@ -67,9 +67,14 @@ def gate(ident: Identity, report: Path) -> str | None:
     """Why this image may not be published, or None when its smoke report passed for this content."""
     if not report.is_file():
         return f"no smoke report at {report}: run `imagekit test` first"
-    root = ET.parse(report).getroot()  # noqa: S314 - a report imagekit wrote
+    try:
+        root = ET.parse(report).getroot()  # noqa: S314 - a report imagekit wrote
+    except ET.ParseError:
+        return f"its smoke report {report} is not JUnit XML: run `imagekit test` again"
     props = {p.get("name"): p.get("value") for p in root.iter("property")}
     tested = props.get(CONTENT_ID_PROPERTY)
+    if tested is None:
+        return f"its smoke report {report} records no content id ({CONTENT_ID_PROPERTY}), so it proves nothing about this image: run `imagekit test`"
     if tested != ident.content_id:
         return f"its smoke report is for content {str(tested)[:12]}, not {ident.content_id[:12]} (the image changed since it was tested): run `imagekit test`"
     cases = list(root.iter("testcase"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -100,6 +102,32 @@ class Rendered:
         for name, data in self.context.items():
             (target / name).write_bytes(data)
         return target
+
+
+def write_all(rendered: list[Rendered], out_dir: Path) -> list[Path]:
+    """Every context into a fresh folder beside ``out_dir``, moved into place only once all of
+    them are written: a failure leaves ``out_dir`` as it was."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write into {out_dir.parent}: {exc.strerror}") from None
+    try:
+        for r in rendered:
+            r.write(staging / "new")
+        out_dir.mkdir(exist_ok=True)
+        targets = []
+        for r in rendered:
+            target = out_dir / r.image.id
+            if target.exists():
+                target.rename(staging / r.image.id)
+            (staging / "new" / r.image.id).rename(target)
+            targets.append(target)
+        return targets
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write the build contexts into {out_dir}: {exc.strerror}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class Renderer:
