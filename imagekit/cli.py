@@ -514,7 +514,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         try:
             check_registry(args.registry)
         except ValueError as exc:
-            raise ConfigurationError(f"--registry {exc}", tip="pass host[:port]/path, e.g. 127.0.0.1:5000/ml; log in with `docker login`") from None
+            raise ConfigurationError(
+                f"--registry {exc}", tip="pass host[:port]/path, e.g. 127.0.0.1:5000/ml; log in with `docker login`"
+            ) from None
 
 
 def main_inner(argv: list[str] | None = None) -> int:

@@ -31,7 +31,8 @@ class MatrixError(ConfigurationError):
         noun = "problem" if len(problems) == 1 else "problems"
         super().__init__(
             f"{subject} has {len(problems)} {noun}:\n" + "\n".join(f"  {p}" for p in problems),
-            tip=tip or "fix each field at the file and line named (an overlay's own line when an overlay set it); README \"Security\" lists what each field accepts",
+            tip=tip
+            or 'fix each field at the file and line named (an overlay\'s own line when an overlay set it); README "Security" lists what each field accepts',
         )
 
 

@@ -63,7 +63,13 @@ class Locked:
     resolved_from: str = ""  # sha256 of what the pins were resolved from (Lock.resolution)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"inputs": self.inputs, "resolved_from": self.resolved_from, "base": self.base, "requirements": self.requirements, "apt": self.apt}
+        return {
+            "inputs": self.inputs,
+            "resolved_from": self.resolved_from,
+            "base": self.base,
+            "requirements": self.requirements,
+            "apt": self.apt,
+        }
 
     def apt_pins(self) -> list[str]:
         return [pin for stage in (self.apt or {}).values() for pin in stage]
@@ -90,7 +96,9 @@ class Lock:
                 where = next((origins[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in origins), f"{path}:1")
                 message = err["ctx"]["error"] if err["type"] == "value_error" else err["msg"]
                 problems.append(f"{where}: {field_name(loc)}: {message}")
-            raise MatrixError(problems, subject=f"the lock file {path}", tip="run `imagekit lock` to rewrite it, and review what changed") from None
+            raise MatrixError(
+                problems, subject=f"the lock file {path}", tip="run `imagekit lock` to rewrite it, and review what changed"
+            ) from None
         images = {
             k: Locked(
                 # Schema 1 recorded only what the pins came from: its entries keep their pins, and

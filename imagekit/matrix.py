@@ -109,19 +109,29 @@ def _path(value: str) -> str:
 
 # Every string field that reaches a Dockerfile, a shell word, a file name or a tag has a type that
 # holds it to the grammar of that place (imagekit/grammar.py).
-Name = Annotated[StrictStr, _grammar(grammar.NAME, "a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)")]
+Name = Annotated[
+    StrictStr, _grammar(grammar.NAME, "a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)")
+]
 Repository = Annotated[
     StrictStr,
     _grammar(grammar.REPOSITORY, "a valid image repository (lowercase, e.g. registry.example/ml/pytorch)", max_len=grammar.NAME_MAX),
 ]
 ImageRef = Annotated[
     StrictStr,
-    _grammar(grammar.IMAGE_REF, "an image reference like nvidia/cuda:12.1.1-base-ubuntu22.04 or name@sha256:…", max_len=grammar.NAME_MAX + 200),
+    _grammar(
+        grammar.IMAGE_REF, "an image reference like nvidia/cuda:12.1.1-base-ubuntu22.04 or name@sha256:…", max_len=grammar.NAME_MAX + 200
+    ),
 ]
-UserName = Annotated[StrictStr, _grammar(grammar.USER, "a user name: lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32")]
-Pin = Annotated[StrictStr, _grammar(grammar.PIN, "pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content")]
+UserName = Annotated[
+    StrictStr, _grammar(grammar.USER, "a user name: lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32")
+]
+Pin = Annotated[
+    StrictStr, _grammar(grammar.PIN, "pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content")
+]
 Apt = Annotated[StrictStr, AfterValidator(_apt)]
-EnvName = Annotated[StrictStr, _grammar(grammar.ENV_NAME, "an environment variable name: letters, digits and '_', not starting with a digit")]
+EnvName = Annotated[
+    StrictStr, _grammar(grammar.ENV_NAME, "an environment variable name: letters, digits and '_', not starting with a digit")
+]
 EnvValue = Annotated[StrictStr, AfterValidator(_env_value)]
 Cuda = Annotated[StrictStr, _grammar(grammar.CUDA, "a full CUDA version such as 12.1.1")]
 Driver = Annotated[StrictStr, _grammar(grammar.DRIVER, "a driver version such as 535.104.05")]

@@ -214,13 +214,13 @@ def summary_row(ws: Workspace, image_id: str) -> str:
 
 
 @pytest.fixture
-def slow_smoke(tmp_path: Path) -> Path:
+def slow_smoke(project_dir: Path) -> Path:
     """A smoke suite that hangs, to exercise the timeout and Ctrl-C paths."""
-    suite = tmp_path / "slow-smoke"
+    suite = project_dir / "slow-smoke"
     suite.mkdir()
     (suite / "conftest.py").write_text((ROOT / "smoke" / "conftest.py").read_text())
     (suite / "test_hang.py").write_text("import time\n\ndef test_hang():\n    time.sleep(600)\n")
-    overlay = tmp_path / "slow.yaml"
+    overlay = project_dir / "slow.yaml"
     overlay.write_text(f"smoke: {suite}\n")
     return overlay
 
@@ -285,13 +285,13 @@ def test_record_limits(output_dir):
 """
 
 
-def test_memory_and_cpu_limits_reach_the_container(built, ws, tmp_path):
+def test_memory_and_cpu_limits_reach_the_container(built, ws, project_dir):
     assert built.returncode == 0
-    suite = tmp_path / "limits-smoke"
+    suite = project_dir / "limits-smoke"
     suite.mkdir()
     (suite / "conftest.py").write_text((ROOT / "smoke" / "conftest.py").read_text())
     (suite / "test_limits.py").write_text(LIMITS_TEST)
-    overlay = tmp_path / "limits.yaml"
+    overlay = project_dir / "limits.yaml"
     overlay.write_text(f"smoke: {suite}\n")
     out = ws.imagekit("test", *ws.args("--matrix", str(overlay), "--memory", "3g", "--cpus", "1.5", "--gpus", "none"), timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -301,15 +301,22 @@ def test_memory_and_cpu_limits_reach_the_container(built, ws, tmp_path):
     assert quota / period == 1.5
 
 
-def test_sigterm_stops_running_builds_instead_of_waiting(ws, tmp_path):
-    templates = tmp_path / "hang-templates"
+def test_sigterm_stops_running_builds_instead_of_waiting(ws, project_dir):
+    templates = project_dir / "hang-templates"
     templates.mkdir()
     (templates / "Dockerfile.j2").write_text("FROM {{ image.base_image }}\nRUN sleep 600\n")
-    overlay = tmp_path / "hang.yaml"
+    overlay = project_dir / "hang.yaml"
     overlay.write_text(f"templates: {templates}\nextensions: null\n")
+    # The lock records the template that renders each image: other templates, a lock of their own,
+    # which keeps the session's pins (nothing to resolve) and records the new inputs.
+    lock = project_dir / "hang.lock"
+    lock.write_text(Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text())
+    matrices = [*ws.matrices, "--matrix", str(overlay), "--lock", str(lock)]
+    relocked = ws.imagekit("lock", *matrices)
+    assert relocked.returncode == 0 and "kept, inputs recorded" in relocked.stdout, relocked.stdout + relocked.stderr
     log = ws.reports / "logs" / f"build-{IMAGE_ID}.log"
     log.unlink(missing_ok=True)
-    args = ["build", *ws.args("--matrix", str(overlay))]
+    args = ["build", *matrices, "--reports", str(ws.reports), "--out", str(ws.out)]
     code, stderr = ws.interrupt(args, lambda: log.is_file() and "RUN sleep 600" in log.read_text(), signal.SIGTERM, "the hanging build")
     assert code == 130, stderr
     left = subprocess.run(["pgrep", "-f", f"build.*{ws.out / IMAGE_ID}"], capture_output=True, text=True)

@@ -68,6 +68,26 @@ def test_a_changed_pin_makes_the_lock_stale_for_check_and_build(ws, tmp_path):
     assert build.returncode == 2 and "the lock does not match the matrix" in build.stderr and "run `imagekit lock`" in build.stderr
 
 
+def test_a_field_outside_the_resolution_stales_the_lock_and_relocking_keeps_its_pins(ws, tmp_path):
+    """The lock covers everything that reaches the image, the user included: a pull request that
+    changes it cannot pass `lock --check` with the old lock. Relocking resolves nothing again."""
+    overlay = tmp_path / "user.yaml"
+    overlay.write_text("user: {name: trainer, uid: 1001}\n")
+    check = ws.imagekit("lock", "--check", *ws.matrices, "--matrix", str(overlay))
+    assert check.returncode == 1 and f"{IMAGE_ID} is stale in {lock_file(ws)}" in check.stderr, check.stderr
+    relocked = tmp_path / "user.lock"
+    relocked.write_text(lock_file(ws).read_text())
+    out = ws.imagekit("lock", *with_lock(ws, relocked), "--matrix", str(overlay))
+    assert out.returncode == 0 and "kept, inputs recorded" in out.stdout, out.stdout + out.stderr
+    before, after = (yaml.safe_load(p.read_text())["images"] for p in (lock_file(ws), relocked))
+    assert {k: (v["requirements"], v["apt"], v["base"]) for k, v in after.items()} == {
+        k: (v["requirements"], v["apt"], v["base"]) for k, v in before.items()
+    }
+    assert all(after[k]["inputs"] != before[k]["inputs"] for k in before)
+    check = ws.imagekit("lock", "--check", *with_lock(ws, relocked), "--matrix", str(overlay))
+    assert check.returncode == 0, check.stderr
+
+
 def test_a_tampered_hash_is_refused_by_the_build(ws, engine, tmp_path):
     text = lock_file(ws).read_text()
     # Every hash of one small package in the base image's set: pip must refuse the real download.
