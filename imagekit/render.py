@@ -192,7 +192,7 @@ class Renderer:
             line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
             raise ConfigurationError(
                 f"{name}{line}: cannot render {values['image'].id}: {exc.message}",
-                tip='templates see the image\'s fields (README "Templates"), run sandboxed, and include only files inside the project',
+                tip='templates see the image\'s fields, run sandboxed, and include only files inside the project (README "Security")',
             ) from None
         except (RecursionError, MemoryError, OverflowError):
             raise ConfigurationError(f"{name}: cannot render {values['image'].id}: the template asks for too much") from None
