@@ -27,11 +27,11 @@ from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke
 from .verify import verify_one
 
 DEFAULT_MATRIX = Path("matrix.yaml")
-_GPUS = re.compile(r"^(all|none|auto|device=\d+(,\d+)*)$")
+_GPUS = re.compile(r"all|none|auto|device=[0-9]{1,3}(,[0-9]{1,3}){0,63}")
 
 
 def _gpus(value: str) -> str:
-    if not _GPUS.match(value):
+    if not _GPUS.fullmatch(value):
         raise argparse.ArgumentTypeError("expected all, none, auto or device=0,1")
     return value
 
@@ -40,6 +40,12 @@ def _positive(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError("expected a whole number >= 1")
     return int(value)
+
+
+def _memory(value: str) -> str:
+    if not re.fullmatch(r"[0-9]{1,15}[bkmgBKMG]?", value):
+        raise argparse.ArgumentTypeError("expected a size such as 16g, 512m or a number of bytes")
+    return value
 
 
 def _cpus(value: str) -> float:
@@ -110,7 +116,7 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs", type=_positive, default=2, help="images built at once (default: 2)")
     g = run_opts.add_argument_group("test")
     g.add_argument("--gpus", type=_gpus, default="auto", help="all, none, auto (default: GPUs if the host has them) or device=0,1")
-    g.add_argument("--memory", help="memory limit for the test container, e.g. 16g")
+    g.add_argument("--memory", type=_memory, help="memory limit for the test container, e.g. 16g")
     g.add_argument("--cpus", type=_cpus, help="CPU limit for the test container, e.g. 4")
     g = run_opts.add_argument_group("publish")
     g.add_argument("--registry", help="host[:port]/path to push to (default: the matrix's `registry:`)")
