@@ -84,7 +84,10 @@ def read_previous(path: Path) -> dict[str, str]:
         if path.stat().st_size > 4 * 2**20:
             raise ValueError("over 4 MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {str(c["id"]): str(c["inputs_id"]) for c in data["include"]}
+        cells = {c["id"]: c["inputs_id"] for c in data["include"]}
+        if not all(isinstance(v, str) and isinstance(k, str) for k, v in cells.items()):
+            raise ValueError("a cell's id or inputs_id is not a string")
+        return cells
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
         raise ConfigurationError(
             f"{path} is not a `imagekit matrix list --format github` listing ({str(exc)[:120]})",

@@ -305,6 +305,9 @@ class Matrix:
     registry: str | None = None
     # Extension image id → its own tests folder (host paths stay out of ImageSpec and the content id).
     extension_tests: dict[str, Path] = field(default_factory=dict)
+    # Extension name → "file:line: extensions.<name>.template: " where its snippet was named, so a
+    # snippet that fails to render is reported where a reader looks for it.
+    snippet_origins: dict[str, str] = field(default_factory=dict)
     # Image id → its tightest size budget. Kept out of ImageSpec: a budget is a check on the
     # image, not part of what it contains, so changing one must not change a content id.
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
@@ -682,6 +685,11 @@ def build(src: MatrixSource) -> Matrix:
         files=src.files,
         registry=m.registry,
         extension_tests=extension_tests,
+        snippet_origins={
+            name: f"{src.origin(('extensions', name, 'template'))}: extensions.{name}.template: "
+            for name, ext in m.extensions.items()
+            if ext.template
+        },
         size_budgets=size_budgets,
         notes=tuple(notes),
         ci=CiSpec(tuple(m.ci.runs_on), m.ci.driver_label, m.ci.timeout_minutes),

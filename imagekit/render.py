@@ -176,7 +176,10 @@ class Renderer:
             text = self._render(TEMPLATE, base_arg=BASE_ARG, **values)
             return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None)
         # An extension's own snippet is a template too, rendered with the same values.
-        snippet = self._render(ext.snippet_name, source=ext.snippet, **values) if ext.snippet is not None else ""
+        snippet = ""
+        if ext.snippet is not None:
+            where = f"{self._matrix.snippet_origins.get(ext.name, '')}{ext.snippet_name}"
+            snippet = self._render(where, source=ext.snippet, **values)
         # The snippet's own lines are Dockerfile steps by design; they enter as written.
         snippet = markupsafe.Markup(snippet.strip("\n"))  # noqa: S704 - rendered in the sandbox above
         env = {key: _dockerfile_quote(value) for key, value in ext.env}
@@ -184,18 +187,33 @@ class Renderer:
         parent = self.render(self._matrix.image(str(image.parent)))
         return Rendered(image, {"Dockerfile": text.encode(), **files}, parent=parent)
 
-    def _render(self, name: str | None, source: str | None = None, **values: Any) -> str:
+    def _render(self, name: str, source: str | None = None, **values: Any) -> str:
+        """``name``: a template in the templates folder; with ``source``, where that text came from."""
         try:
-            template = self._env.from_string(source) if source is not None else self._env.get_template(str(name))
+            template = self._env.from_string(source) if source is not None else self._env.get_template(name)
             return template.render(**values)
         except jinja2.TemplateError as exc:
-            line = f":{exc.lineno}" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+            line = _template_line(exc)
+            where = name if source is not None else str(self._matrix.templates_dir / name)
             raise ConfigurationError(
-                f"{name}{line}: cannot render {values['image'].id}: {exc.message}",
+                f"{where}{f':{line}' if line else ''}: cannot render {values['image'].id}: {exc.message}",
                 tip='templates see the image\'s fields, run sandboxed, and include only files inside the project (README "Security")',
             ) from None
         except (RecursionError, MemoryError, OverflowError):
             raise ConfigurationError(f"{name}: cannot render {values['image'].id}: the template asks for too much") from None
+
+
+def _template_line(exc: jinja2.TemplateError) -> int | None:
+    """The template line an error came from: syntax errors carry it; for runtime errors Jinja
+    rewrites the traceback so that template frames point at template lines."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.lineno
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>" or tb.tb_frame.f_globals.get("__jinja_template__") is not None:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 class _ProjectLoader(jinja2.FileSystemLoader):
