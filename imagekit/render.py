@@ -145,7 +145,7 @@ class Renderer:
         # Python internals (no `__class__`, `__globals__`, no calls that change state), the loader
         # from files outside the project, and `finalize` from writing a value that would need
         # escaping in a Dockerfile (validation refused those first; this is the second line).
-        self._env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        self._env = _Sandbox(
             loader=_ProjectLoader(matrix.templates_dir, matrix.root),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
@@ -201,6 +201,21 @@ class Renderer:
             ) from None
         except (RecursionError, MemoryError, OverflowError):
             raise ConfigurationError(f"{name}: cannot render {values['image'].id}: the template asks for too much") from None
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The immutable sandbox, and no arithmetic that would take the renderer minutes or gigabytes
+    (`10 ** 10 ** 9`, `'x' * 10 ** 9`): a template renders a Dockerfile, not a computation."""
+
+    intercepted_binops = frozenset({"**", "*"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            raise jinja2.sandbox.SecurityError("'**' is not allowed in templates")
+        sizes = [len(x) if isinstance(x, str | list | tuple) else abs(x) if isinstance(x, int) else 1 for x in (left, right)]
+        if sizes[0] * sizes[1] > 100_000:
+            raise jinja2.sandbox.SecurityError("a product over 100000 is more than a Dockerfile needs")
+        return super().call_binop(context, operator, left, right)
 
 
 def _template_line(exc: jinja2.TemplateError) -> int | None:

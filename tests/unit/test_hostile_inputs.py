@@ -709,6 +709,8 @@ PATH_CASES = [
     pytest.param(
         _snippet("RUN echo {{ self._TemplateReference__context }}\n", "<Context", "<class "), id="snippet-template-reference-context"
     ),
+    pytest.param(_snippet("RUN echo {{ 10 ** 10 ** 9 }}\n", isolated=True), id="snippet-huge-power"),
+    pytest.param(_snippet("RUN echo {{ 'x' * 1000000000 }}\n", isolated=True), id="snippet-huge-string"),
     pytest.param(_snippet("{% include '/etc/passwd' %}\n", "root:x:0:0"), id="snippet-include-etc-passwd"),
     pytest.param(_snippet("{% include '../outside/secret.j2' %}\n", LEAKED), id="snippet-include-dotdot-outside"),
     pytest.param(
