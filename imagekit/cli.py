@@ -37,8 +37,8 @@ def _gpus(value: str) -> str:
 
 
 def _positive(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError("expected a whole number >= 1")
+    if not re.fullmatch(r"[0-9]{1,7}", value) or int(value) < 1:
+        raise argparse.ArgumentTypeError("expected a whole number from 1 to 9999999")
     return int(value)
 
 
@@ -49,12 +49,9 @@ def _memory(value: str) -> str:
 
 
 def _cpus(value: str) -> float:
-    try:
-        cpus = float(value)
-    except ValueError:
-        cpus = 0.0
-    if cpus <= 0:
-        raise argparse.ArgumentTypeError("expected a number of CPUs > 0, e.g. 4 or 1.5")
+    cpus = float(value) if re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,3})?", value) else 0.0
+    if not 0.01 <= cpus <= 4096:
+        raise argparse.ArgumentTypeError("expected a number of CPUs from 0.01 to 4096, e.g. 4 or 1.5")
     return cpus
 
 
@@ -516,6 +513,9 @@ def _check_flags(args: argparse.Namespace) -> None:
         path = getattr(args, option, None)
         if path is not None and path.exists() and not path.is_dir():
             raise ConfigurationError(f"--{option} {path} is a file, not a folder", tip=f"name a folder for --{option}; nothing was written")
+        if path is not None and path.is_symlink():
+            # A checkout may carry a symlink where the default folder goes: writes would land elsewhere.
+            raise ConfigurationError(f"--{option} {path} is a symlink", tip=f"name a real folder for --{option}; nothing was written")
     if getattr(args, "registry", None):
         try:
             check_registry(args.registry)

@@ -81,8 +81,8 @@ def cells(matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: 
 def read_previous(path: Path) -> dict[str, str]:
     """cell id → inputs id from an earlier `--format github` listing."""
     try:
-        if path.stat().st_size > 4 * 2**20:
-            raise ValueError("over 4 MiB")
+        if not path.is_file() or path.stat().st_size > 4 * 2**20:
+            raise ValueError("not a regular file of at most 4 MiB")
         data = json.loads(path.read_text(encoding="utf-8"))
         cells = {c["id"]: c["inputs_id"] for c in data["include"]}
         if not all(isinstance(v, str) and isinstance(k, str) for k, v in cells.items()):

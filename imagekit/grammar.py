@@ -58,8 +58,12 @@ RUNNER_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 DRIVER_LABEL = re.compile(r"[A-Za-z0-9._-]{0,90}\{branch\}[A-Za-z0-9._-]{0,90}")
 # Globs over image ids (`parent`, size budget keys, --only).
 GLOB = re.compile(r"[A-Za-z0-9._*?!\[\]-]{1,200}")
-# `${VAR}` or `${VAR:-default}`: index URLs name credentials by variable, never literally.
+# `${VAR}` or `${VAR:-default}`: index URLs name credentials by variable, never literally. Only
+# variables meant for an index may be named (IMAGEKIT_INDEX_*, or PIP_INDEX_URL for a whole URL):
+# a matrix that could name any variable could send the CI's other secrets to a host it picks.
 _VAR = re.compile(r"\$\{(?P<var>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}")
+INDEX_VARIABLE = re.compile(r"IMAGEKIT_INDEX_[A-Z0-9_]{1,64}")
+WHOLE_URL_VARIABLE = "PIP_INDEX_URL"
 URL_MAX = 2048
 
 
@@ -78,32 +82,44 @@ def redact(url: str) -> str:
 
 
 def url_problem(value: str, *, variables: bool) -> str | None:
-    """Why ``value`` is not an http(s) URL without literal credentials (``variables``: `${VAR}` and
-    `${VAR:-default}` may stand for the whole URL or part of it), or None. Never repeats the
-    value: it may hold a password."""
+    """Why ``value`` is not an http(s) URL without literal credentials, or None. ``variables``:
+    the whole URL may be `${PIP_INDEX_URL}` or `${IMAGEKIT_INDEX_…}` (with an optional literal
+    `:-default` URL), and its user and password may be `${IMAGEKIT_INDEX_…}` variables; nothing
+    else may come from the environment. Never repeats the value: it may hold a password."""
     if len(value) > URL_MAX:
         return f"is longer than {URL_MAX} characters"
-    if not printable(value) or any(c.isspace() or (c in "\"'`\\<>^{|}" and not variables) for c in value):
+    if not printable(value) or any(c.isspace() or c in "\"'`\\<>^|" for c in value):
         return "must be one URL without spaces, quotes or control characters"
-    literal = value
-    if variables:
-        literal = _VAR.sub(lambda m: m.group("default") or "", value)
-        if "${" in literal or any(c in "\"'`\\<>^{|}" for c in literal):
-            return "must be a URL, or ${VAR} / ${VAR:-https://…}, with nothing else in braces or quotes"
-        if not literal:
-            return None  # the URL comes wholly from the environment
+    names = [m.group("var") for m in _VAR.finditer(value)]
+    if not variables and ("{" in value or "}" in value):
+        return "must be a plain URL, without ${…} or braces"
+    if any(not (full(INDEX_VARIABLE, n) or n == WHOLE_URL_VARIABLE) for n in names):
+        return (
+            "may name only IMAGEKIT_INDEX_* variables (and PIP_INDEX_URL for the whole URL), so it cannot send "
+            "another secret of the environment to the host it names"
+        )
+    whole = _VAR.fullmatch(value)
+    if whole:
+        default = whole.group("default")
+        return None if default is None else url_problem(default, variables=False)
+    scheme, sep, rest = value.partition("://")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if "{" in scheme + host + path or "}" in scheme + host + path or WHOLE_URL_VARIABLE in names or not sep:
+        return "must be a URL, or ${PIP_INDEX_URL:-https://…}; variables may stand only for the user and password"
+    if at:
+        user, _, password = userinfo.partition(":")
+        # A user name may be written out (`__token__`); a password, or a token standing alone as
+        # the user, only as a variable without a default.
+        literal_password = _VAR.sub("", password)
+        if literal_password or (not password and "${" not in user) or any(m.group("default") is not None for m in _VAR.finditer(userinfo)):
+            return "holds literal credentials; keep them in the environment: write https://${IMAGEKIT_INDEX_USER}:${IMAGEKIT_INDEX_TOKEN}@host/simple"
+        if "{" in _VAR.sub("", userinfo) or "}" in _VAR.sub("", userinfo):
+            return "must be a URL; variables may stand only for the user and password"
     try:
-        parts = urlsplit(literal)
+        parts = urlsplit(f"{scheme}://{host}/{path}")
     except ValueError:
         return "is not a URL"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL"
-    raw_netloc = value.split("//", 1)[-1].split("/", 1)[0]
-    userinfo = raw_netloc.rpartition("@")[0] if "@" in raw_netloc else None
-    if userinfo is not None:
-        user, _, password = userinfo.partition(":")
-        # A user name may be written out (`__token__`); a password, or a token standing alone as
-        # the user, only as a variable.
-        if _VAR.sub("", password) or (not password and "${" not in user) or not variables:
-            return "holds literal credentials; keep them in the environment: write https://${INDEX_USER}:${INDEX_TOKEN}@host/simple"
     return None

@@ -375,8 +375,9 @@ def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
         elif kind == "missing":
             problems.append(f"{where}: {name}: required field is missing")
         elif kind == "string_type" and isinstance(err.get("input"), (int, float)) and not isinstance(err["input"], bool):
+            number = str(err["input"]) if abs(err["input"]) < 10**30 else "of more than 30 digits"
             problems.append(
-                f'{where}: {name}: must be a string in quotes, like {loc[-1]}: "3.11"; YAML read this one as the number {err["input"]}'
+                f'{where}: {name}: must be a string in quotes, like {loc[-1]}: "3.11"; YAML read this one as the number {number}'
             )
         elif kind == "value_error":
             problems.append(f"{where}: {name}: {err['ctx']['error']}")
@@ -606,12 +607,29 @@ def _path_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
     problems = []
     for key, value in paths.items():
         real = Path(os.path.realpath(_resolve_path(src, key, value)))
-        if not real.is_relative_to(src.root):
+        if not inside(src.root, real):
             problems.append(
-                f"{src.origin(key)}: {field_name(key)}: {_shown(value)} leads to {real}, outside the project {src.root}; "
-                "keep templates, snippets and tests inside it (symlinks included)"
+                f"{src.origin(key)}: {field_name(key)}: {_shown(value)} leads to {real}, outside the project {src.root} or into "
+                "a hidden folder; keep templates, snippets and tests inside it, out of dot-folders (symlinks included)"
             )
     return problems
+
+
+def inside(root: Path, real: Path) -> bool:
+    """Whether ``real`` (symlinks already followed) lies in the project and in no hidden folder or
+    file of it: `.git/config` or `.env` can hold credentials."""
+    return real.is_relative_to(root) and not any(part.startswith(".") for part in real.relative_to(root).parts)
+
+
+def _template_digests(folder: Path, root: Path) -> dict[str, str]:
+    """sha256 of each template file that the renderer would read (inside the project, at most 1 MiB);
+    one it would refuse has none, and rendering says why."""
+    digests = {}
+    for name in (TEMPLATE, EXTENSION_TEMPLATE):
+        real = Path(os.path.realpath(folder / name))
+        if inside(root, real) and real.is_file() and real.stat().st_size <= 2**20:
+            digests[name] = hashlib.sha256(real.read_bytes()).hexdigest()
+    return digests
 
 
 def build(src: MatrixSource) -> Matrix:
@@ -675,11 +693,7 @@ def build(src: MatrixSource) -> Matrix:
     return Matrix(
         images=tuple(images + extensions),
         templates_dir=templates_dir,
-        template_digests={
-            name: hashlib.sha256((templates_dir / name).read_bytes()).hexdigest()
-            for name in (TEMPLATE, EXTENSION_TEMPLATE)
-            if (templates_dir / name).is_file()
-        },
+        template_digests=_template_digests(templates_dir, src.root),
         smoke_dir=smoke_dir,
         source=m.source,
         files=src.files,

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from . import grammar
 from .errors import MatrixError
 
 Key = tuple[str | int, ...]
@@ -54,7 +55,10 @@ def field_name(key: Key) -> str:
 # few hundred bytes expands to billions), and bytes.
 MAX_DEPTH = 32
 MAX_NODES = 200_000
-MAX_BYTES = 8 * 2**20
+MAX_BYTES = 4 * 2**20
+# libyaml where PyYAML has it (it does on every platform with wheels): the pure-Python parser
+# takes seconds per megabyte.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # Plain data only: an explicit tag other than these (`!!python/…`, `!custom`) is refused.
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 
@@ -68,6 +72,12 @@ def _from_node(node: yaml.Node, key: Key, file: Path, origins: dict[Key, Origin]
                 problems.append(f"{file}:{k_node.start_mark.line + 1}: {field_name(key)}: keys must be plain strings")
                 continue
             k = k_node.value
+            if not grammar.printable(k):
+                # Shown with its control characters replaced: a raw newline or escape in a message
+                # could forge log lines (GitHub reads `::error` lines as commands) or drive a terminal.
+                shown = "".join(c if grammar.printable(c) else "?" for c in k[:60])
+                problems.append(f"{file}:{k_node.start_mark.line + 1}: {field_name(key + (shown,))}: a key must be a name on one line")
+                continue
             if k in out:
                 problems.append(
                     f"{file}:{k_node.start_mark.line + 1}: {field_name(key + (k,))}: duplicate key "
@@ -92,7 +102,9 @@ def _scan(text: str, path: Path) -> None:
     """Refuse, before composing, what the composer would trip over: tags that are not plain data
     and nesting deeper than MAX_DEPTH. Events stream without recursion."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for count, event in enumerate(yaml.parse(text, Loader=_LOADER)):
+        if count > MAX_NODES:
+            raise MatrixError([f"{path}:{event.start_mark.line + 1}: holds more than {MAX_NODES} values; no real file is that large"])
         line = event.start_mark.line + 1
         tag = getattr(event, "tag", None)
         if tag is not None and tag not in _PLAIN_TAGS:
@@ -131,13 +143,16 @@ def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
     the plain ones, bounded in size, depth and alias expansion. Every problem is a MatrixError
     naming the file and line. ``what`` names the kind of file in messages ("matrix", "lock")."""
     try:
-        raw = path.read_bytes()
+        if path.exists() and not path.is_file():  # a FIFO or a device (/dev/zero) would never end
+            raise MatrixError([f"{path}: not a regular file"])
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise MatrixError([f"{path}: no such {what} file"]) from None
     except OSError as exc:
         raise MatrixError([f"{path}: cannot read: {exc.strerror}"]) from None
     if len(raw) > MAX_BYTES:
-        raise MatrixError([f"{path}: {len(raw)} bytes is too large for a {what} file (at most {MAX_BYTES // 2**20} MiB)"])
+        raise MatrixError([f"{path}: too large for a {what} file (at most {MAX_BYTES // 2**20} MiB)"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -145,7 +160,7 @@ def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
         raise MatrixError([f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save the file as UTF-8"]) from None
     try:
         _scan(text, path)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -154,11 +169,14 @@ def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
         raise MatrixError([f"{path}: not valid YAML: {str(exc)[:200]}"]) from None
     if node is None:
         return None, {(): Origin(path, 1)}
-    if _expanded_size(node, path) > MAX_NODES:
-        raise MatrixError([f"{path}:1: expands to more than {MAX_NODES} values through aliases; write the values out"])
     origins: dict[Key, Origin] = {}
     problems: list[str] = []
-    data = _from_node(node, (), path, origins, problems)
+    try:
+        if _expanded_size(node, path) > MAX_NODES:
+            raise MatrixError([f"{path}:1: holds more than {MAX_NODES} values once its aliases are expanded; write the values out"])
+        data = _from_node(node, (), path, origins, problems)
+    except RecursionError:  # aliases nest nodes deeper than the file's own nesting shows
+        raise MatrixError([f"{path}:1: aliases nest values too deeply; write the values out"]) from None
     if problems:
         raise MatrixError(problems)
     return data, origins

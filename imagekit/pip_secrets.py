@@ -1,6 +1,6 @@
 """The host's pip settings a build needs, handed to BuildKit as secret files.
 
-Index URLs may carry credentials (`https://${MIRROR_USER}:${MIRROR_TOKEN}@mirror/simple`), and a
+Index URLs may carry credentials (`https://${IMAGEKIT_INDEX_USER}:${IMAGEKIT_INDEX_TOKEN}@mirror/simple`), and a
 corporate proxy needs its CA bundle; both reach pip inside the build as `--secret` files mounted
 for one RUN, so they never land in a layer, the history, a label or a build arg.
 """

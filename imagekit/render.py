@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.filters
+import jinja2.loaders
 import jinja2.sandbox
 import markupsafe
 
 from . import grammar
 from .errors import ConfigurationError
 from .lock import Lock, apt_wanted
-from .matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix
+from .matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix, inside
 
 # The build argument that carries an extension's exact parent: its content tag, or its registry
 # digest once it has one (README "Extensions").
@@ -112,19 +118,23 @@ def write_all(rendered: list[Rendered], out_dir: Path) -> list[Path]:
         staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     except OSError as exc:
         raise ConfigurationError(f"cannot write into {out_dir.parent}: {exc.strerror}") from None
+    moved: list[tuple[Path, Path]] = []  # (from, to), in order, to undo on failure
     try:
         for r in rendered:
             r.write(staging / "new")
         out_dir.mkdir(exist_ok=True)
-        targets = []
         for r in rendered:
             target = out_dir / r.image.id
-            if target.exists():
+            if target.exists() or target.is_symlink():
                 target.rename(staging / r.image.id)
+                moved.append((target, staging / r.image.id))
             (staging / "new" / r.image.id).rename(target)
-            targets.append(target)
-        return targets
+            moved.append((staging / "new" / r.image.id, target))
+        return [out_dir / r.image.id for r in rendered]
     except OSError as exc:
+        for source, destination in reversed(moved):  # the earlier contexts back in place
+            with contextlib.suppress(OSError):
+                destination.rename(source)
         raise ConfigurationError(f"cannot write the build contexts into {out_dir}: {exc.strerror}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -189,36 +199,119 @@ class Renderer:
 
     def _render(self, name: str, source: str | None = None, **values: Any) -> str:
         """``name``: a template in the templates folder; with ``source``, where that text came from."""
+        where = name if source is not None else str(self._matrix.templates_dir / name)
         try:
-            template = self._env.from_string(source) if source is not None else self._env.get_template(name)
-            return template.render(**values)
+            with _deadline(RENDER_SECONDS):
+                template = self._env.from_string(source) if source is not None else self._env.get_template(name)
+                text = template.render(**values)
         except jinja2.TemplateError as exc:
             line = _template_line(exc)
-            where = name if source is not None else str(self._matrix.templates_dir / name)
             raise ConfigurationError(
                 f"{where}{f':{line}' if line else ''}: cannot render {values['image'].id}: {exc.message}",
                 tip='templates see the image\'s fields, run sandboxed, and include only files inside the project (README "Security")',
             ) from None
-        except (RecursionError, MemoryError, OverflowError):
-            raise ConfigurationError(f"{name}: cannot render {values['image'].id}: the template asks for too much") from None
+        except _RenderTimeout:
+            raise ConfigurationError(f"{where}: cannot render {values['image'].id}: it took more than {RENDER_SECONDS} s") from None
+        except Exception as exc:  # noqa: BLE001 - a template is untrusted code: whatever it raises is its error
+            line = _template_line(exc)
+            raise ConfigurationError(
+                f"{where}{f':{line}' if line else ''}: cannot render {values['image'].id}: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+        if len(text) > OUTPUT_MAX:
+            raise ConfigurationError(f"{where}: cannot render {values['image'].id}: it writes over {OUTPUT_MAX // 1024} KiB")
+        return text
+
+
+# What a template may spend: a Dockerfile is a few kilobytes, rendered in milliseconds.
+RENDER_SECONDS = 10
+OUTPUT_MAX = 1 << 20
+_SIZE_MAX = 100_000  # the largest number, string or list a template may make or ask a function for
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | bytes | list | tuple | dict):
+        return len(value)
+    return abs(value) if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """The immutable sandbox, and no arithmetic that would take the renderer minutes or gigabytes
-    (`10 ** 10 ** 9`, `'x' * 10 ** 9`): a template renders a Dockerfile, not a computation."""
+    """The immutable sandbox, and nothing that would take the renderer minutes or gigabytes:
+    no `**`, no `%` formatting or str.format (format specs ask for any width), no product, sum,
+    function or filter argument over _SIZE_MAX (`'x' * 10 ** 9`, `center(10 ** 9)`). Loops and
+    the rest are bounded by the clock (Renderer._render). A template renders a Dockerfile, not a
+    computation."""
 
-    intercepted_binops = frozenset({"**", "*"})
+    intercepted_binops = frozenset({"**", "*", "%", "+"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters = {name: _bounded(f) for name, f in self.filters.items()}
 
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            raise jinja2.sandbox.SecurityError("'**' is not allowed in templates")
-        sizes = [len(x) if isinstance(x, str | list | tuple) else abs(x) if isinstance(x, int) else 1 for x in (left, right)]
-        if sizes[0] * sizes[1] > 100_000:
-            raise jinja2.sandbox.SecurityError("a product over 100000 is more than a Dockerfile needs")
+        if operator == "**" or (operator == "%" and isinstance(left, str)):
+            raise jinja2.sandbox.SecurityError(f"{operator!r} is not allowed in templates")
+        if operator == "*" and _size(left) * _size(right) > _SIZE_MAX:
+            raise jinja2.sandbox.SecurityError(f"a product over {_SIZE_MAX} is more than a Dockerfile needs")
+        if operator == "+" and _size(left) + _size(right) > _SIZE_MAX:
+            raise jinja2.sandbox.SecurityError(f"a sum over {_SIZE_MAX} is more than a Dockerfile needs")
         return super().call_binop(context, operator, left, right)
 
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        if super().wrap_str_format(value) is not None:  # a format spec asks for any width
+            raise jinja2.sandbox.SecurityError("str.format is not allowed in templates")
+        return None
 
-def _template_line(exc: jinja2.TemplateError) -> int | None:
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 - Jinja's signature
+        _check_arguments(args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _check_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if any(isinstance(a, int) and _size(a) > _SIZE_MAX for a in (*args, *kwargs.values())):
+        raise jinja2.sandbox.SecurityError(f"an argument over {_SIZE_MAX} is more than a Dockerfile needs")
+
+
+def _bounded(function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter whose other arguments (widths, counts) are held to _SIZE_MAX; the value it filters
+    is what the template already holds."""
+    # Filters marked with jinja_pass_arg take the environment or context before the value.
+    skip = 2 if hasattr(function, "jinja_pass_arg") else 1
+
+    @functools.wraps(function)  # keeps the jinja_pass_arg mark
+    def filtered(*args: Any, **kwargs: Any) -> Any:
+        if function is jinja2.filters.do_format:
+            raise jinja2.sandbox.SecurityError("the format filter is not allowed in templates")
+        _check_arguments(args[skip:], kwargs)
+        return function(*args, **kwargs)
+
+    return filtered
+
+
+class _RenderTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    """Stop a render that runs past ``seconds`` (a loop of loops): SIGALRM, which only the main
+    thread can take; elsewhere the operators and arguments bounds are the limit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _RenderTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _template_line(exc: BaseException) -> int | None:
     """The template line an error came from: syntax errors carry it; for runtime errors Jinja
     rewrites the traceback so that template frames point at template lines."""
     if isinstance(exc, jinja2.TemplateSyntaxError):
@@ -240,10 +333,21 @@ class _ProjectLoader(jinja2.FileSystemLoader):
         self._root = root
 
     def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
-        source, filename, uptodate = super().get_source(environment, template)
-        if filename is None or not Path(os.path.realpath(filename)).is_relative_to(self._root):
-            raise jinja2.TemplateNotFound(f"{template} (it leads outside the project {self._root})")
-        return source, filename, uptodate
+        # Checked before anything is read: the path, symlinks followed, inside the project and not
+        # in a hidden folder or file (.git/config, .env hold credentials).
+        for folder in self.searchpath:
+            real = Path(os.path.realpath(os.path.join(folder, *jinja2.loaders.split_template_path(template))))
+            if not real.is_file():
+                continue
+            if not inside(self._root, real):
+                raise jinja2.TemplateNotFound(f"{template} (it leads outside the project {self._root}, or into a hidden file)")
+            if real.stat().st_size > 2**20:
+                raise jinja2.TemplateNotFound(f"{template} (over 1 MiB)")
+            try:
+                return super().get_source(environment, template)
+            except UnicodeDecodeError:
+                raise jinja2.TemplateNotFound(f"{template} (not UTF-8 text)") from None
+        raise jinja2.TemplateNotFound(template)
 
 
 def _one_line(value: Any) -> Any:

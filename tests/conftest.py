@@ -17,7 +17,7 @@ def project_dir() -> Iterator[Path]:
     """A scratch folder inside this checkout, removed afterwards: the templates, smoke suites and
     overlays a matrix names must lie inside its project (README "Security"), which a tmp_path
     is not."""
-    folder = ROOT / "tests" / ".scratch" / uuid.uuid4().hex[:12]
+    folder = ROOT / "tests" / "scratch" / uuid.uuid4().hex[:12]
     folder.mkdir(parents=True)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)

@@ -122,7 +122,7 @@ def test_a_local_base_that_is_not_the_locked_one_is_refused(ws, tmp_path):
 
 def test_an_unreachable_index_fails_the_lock_naming_it_without_its_credential(ws, tmp_path):
     overlay = tmp_path / "unreachable.yaml"
-    overlay.write_text('indexes:\n  cu124: "https://imagekit:${IMAGEKIT_E2E_TOKEN}@127.0.0.1:9/simple"\n')
+    overlay.write_text('indexes:\n  cu124: "https://imagekit:${IMAGEKIT_INDEX_E2E_TOKEN}@127.0.0.1:9/simple"\n')
     target = tmp_path / "unreachable.lock"
     out = ws.imagekit("lock", *with_lock(ws, target), "--matrix", str(overlay))
     assert out.returncode == 1

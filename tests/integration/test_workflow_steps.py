@@ -96,7 +96,7 @@ def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: W
     overrides = environment(ws.engine_name) | {
         "IMAGEKIT_MATRIX": " ".join(str(ROOT / m) if not Path(m).is_absolute() else m for m in [*matrices, str(site)]),
         "IMAGEKIT_LOCK": ws.matrices[ws.matrices.index("--lock") + 1],
-        "IMAGEKIT_E2E_TOKEN": ws.token,
+        "IMAGEKIT_INDEX_E2E_TOKEN": ws.token,
     }
     ctx = Context("push", secrets={"IMAGEKIT_REGISTRY_USER": USER, "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD})
     (cell,) = plan(repo, tmp_path, ctx, overrides)

@@ -450,6 +450,14 @@ YAML_CASES = [
     pytest.param(b"", None, False, id="empty-file"),
     pytest.param(b"- repository: hostile/pytorch\n- python: '3.11'\n", 1, False, id="top-level-list"),
     pytest.param(MATRIX.encode() + b'python: "3.12"\n', 16, False, id="duplicate-key"),
+    pytest.param(_matrix_with(3, "python: 0x" + "f" * 4000 + "\n"), 3, False, id="hex-int-beyond-python-digit-limit"),
+    pytest.param(
+        ("x:\n" + "".join(f"  - &a{i} [*a{i - 1}]\n" if i else "  - &a0 [1]\n" for i in range(600))).encode(),
+        None,
+        False,
+        id="alias-chain-600-deep",
+    ),
+    pytest.param(b'"x\\n::error file=README.md::forged": 1\n', 1, False, id="key-with-newline-forging-a-log-line"),
 ]
 
 
@@ -633,6 +641,23 @@ INJECTION_CASES = [
         'indexes:\n  cu124: "https://user:hunter2@pypi.example/simple"\n', 2, "indexes.cu124", ("hunter2",), id="index-with-password"
     ),
     pytest.param('registry: "user:hunter2@registry.example/ml"\n', 1, "registry", ("hunter2",), id="registry-with-password"),
+    pytest.param(
+        'indexes:\n  cu124: "http://${IMAGEKIT_REGISTRY_PASSWORD}@127.0.0.1:9/simple"\n',
+        2,
+        "indexes.cu124",
+        (SECRET_ENV,),
+        id="index-naming-another-secret",
+    ),
+    pytest.param(
+        'indexes:\n  cu124: "https://${IMAGEKIT_INDEX_USER}:${IMAGEKIT_INDEX_TOKEN:-hunter2}@pypi.example/simple"\n',
+        2,
+        "indexes.cu124",
+        ("hunter2",),
+        id="index-password-as-a-default",
+    ),
+    pytest.param(
+        'indexes:\n  cu124: "https://pypi.example/${IMAGEKIT_INDEX_TOKEN}/simple"\n', 2, "indexes.cu124", (), id="index-variable-in-path"
+    ),
     pytest.param(f"source: {_q('https://git.example/ml.git' + chr(10) + 'RUN id')}\n", 1, "source", (), id="source-newline"),
 ]
 
@@ -712,6 +737,25 @@ PATH_CASES = [
     pytest.param(_snippet("RUN echo {{ 10 ** 10 ** 9 }}\n", isolated=True), id="snippet-huge-power"),
     pytest.param(_snippet("RUN echo {{ 'x' * 1000000000 }}\n", isolated=True), id="snippet-huge-string"),
     pytest.param(_snippet("{% include '/etc/passwd' %}\n", "root:x:0:0"), id="snippet-include-etc-passwd"),
+    pytest.param(
+        dataclasses.replace(
+            _snippet("RUN echo {% include 'cfg' %}\n", "leak-me"),
+            links=(("templates/cfg", "../.env"),),
+            files=((".env", "TOKEN=leak-me\n"),),
+        ),
+        id="snippet-include-hidden-file-in-the-project",
+    ),
+    pytest.param(_snippet("RUN echo {{ 'x'|center(999999999) }}\n", isolated=True), id="snippet-filter-huge-width"),
+    pytest.param(_snippet("RUN echo {{ '{:999999999}'.format(1) }}\n", isolated=True), id="snippet-str-format-huge-width"),
+    pytest.param(_snippet("RUN echo {{ '%999999999d' % 1 }}\n", isolated=True), id="snippet-percent-huge-width"),
+    pytest.param(
+        _snippet(
+            "{% set ns = namespace(s='xx') %}{% for i in range(40) %}{% set ns.s = ns.s + ns.s %}{% endfor %}RUN echo {{ ns.s|length }}\n",
+            isolated=True,
+        ),
+        id="snippet-doubling-string",
+    ),
+    pytest.param(_snippet("RUN echo {{ 1 // 0 }}\n"), id="snippet-zero-division"),
     pytest.param(_snippet("{% include '../outside/secret.j2' %}\n", LEAKED), id="snippet-include-dotdot-outside"),
     pytest.param(
         _snippet("RUN echo {{ cycler.__init__.__globals__.os.environ['IMAGEKIT_REGISTRY_PASSWORD'] }}\n"), id="snippet-reads-environment"
@@ -768,6 +812,22 @@ def test_flag_out_is_an_existing_regular_file(ws: Workspace, capsys):
     run = cli(capsys, "render", "--matrix", str(ws.matrix), "--out", str(target))
     found = refusal_problems(run, file=target) + [f"    {c}" for c in changes(before, snapshot(ws.root))]
     assert not found, "\n".join(found)
+
+
+def test_flag_out_that_is_a_symlink_out_of_the_project(ws: Workspace, capsys):
+    """A checkout can carry a symlink where the default `build` folder goes."""
+    (ws.root / "elsewhere").mkdir()
+    (ws.project / "build").symlink_to(ws.root / "elsewhere")
+    before = snapshot(ws.root)
+    run = cli(capsys, "render", "--matrix", str(ws.matrix), "--out", str(ws.project / "build"))
+    found = refusal_problems(run, file=ws.project / "build") + [f"    {c}" for c in changes(before, snapshot(ws.root))]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "1e-300", "-1"])
+def test_flag_cpus_that_is_not_a_number_of_cpus(ws: Workspace, capsys, value: str):
+    run = cli(capsys, "test", "--matrix", str(ws.matrix), f"--cpus={value}")
+    assert run.rc == 2 and "--cpus" in run.err and "Traceback" not in run.err + run.out, run.err
 
 
 def test_flag_only_with_a_10000_character_glob_matches_nothing(ws: Workspace, capsys):

@@ -53,7 +53,7 @@ def test_overlay_deep_merges_replaces_lists_and_null_removes():
     assert image.repository == "registry.example.internal/ml/pytorch"
     assert image.base_image == "mirror.example.internal/nvidia/cuda:12.1.1-base-ubuntu22.04"
     assert image.wheel == "cu124"  # kept from the base file: mappings merge key by key
-    assert image.index_url.startswith("https://${MIRROR_USER}:${MIRROR_TOKEN}@")
+    assert image.index_url.startswith("https://${IMAGEKIT_INDEX_USER}:${IMAGEKIT_INDEX_TOKEN}@")
     assert image.packages == ("pytest==8.3.5",)
 
 

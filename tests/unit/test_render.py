@@ -59,12 +59,12 @@ def test_runtime_and_devel_differ_where_they_should(matrix):
 
 
 def test_index_url_with_credentials_never_reaches_the_dockerfile(monkeypatch):
-    monkeypatch.setenv("MIRROR_USER", "alice")
-    monkeypatch.setenv("MIRROR_TOKEN", "t0ken-never-in-layers")
+    monkeypatch.setenv("IMAGEKIT_INDEX_USER", "alice")
+    monkeypatch.setenv("IMAGEKIT_INDEX_TOKEN", "t0ken-never-in-layers")
     matrix = load_matrix([ROOT / "tests" / "matrices" / "good.yaml", ROOT / "tests" / "matrices" / "overlay-site.yaml"])
     matrix = replace(matrix, templates_dir=ROOT / "templates")
     text = Renderer(matrix).render(matrix.images[0]).dockerfile
-    assert "t0ken" not in text and "MIRROR_TOKEN" not in text and "mirror.example.internal/simple" not in text
+    assert "t0ken" not in text and "IMAGEKIT_INDEX_TOKEN" not in text and "mirror.example.internal/simple" not in text
 
 
 def test_hadolint_passes_on_every_rendered_dockerfile(matrix, tmp_path):
