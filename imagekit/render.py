@@ -9,6 +9,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -302,6 +303,8 @@ def _deadline(seconds: int) -> Iterator[None]:
     def expire(signum: int, frame: object) -> None:
         raise _RenderTimeout
 
+    # An outer timer (a caller's own deadline) is put back afterwards, less the time spent here.
+    outer, started = signal.getitimer(signal.ITIMER_REAL)[0], time.monotonic()
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -309,6 +312,8 @@ def _deadline(seconds: int) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - started), 0.001))
 
 
 def _template_line(exc: BaseException) -> int | None:
