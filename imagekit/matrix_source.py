@@ -117,25 +117,30 @@ def _scan(text: str, path: Path) -> None:
             depth -= 1
 
 
-def _expanded_size(root: yaml.Node, path: Path) -> int:
-    """How many nodes ``root`` holds once every alias is expanded, counted without expanding them;
-    a node that contains itself (a recursive anchor) is refused."""
-    sizes: dict[int, int] = {}
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuse what ``root`` becomes once every alias is expanded, worked out without expanding
+    them: more than MAX_NODES values, nesting deeper than MAX_DEPTH, or a node that contains
+    itself (a recursive anchor)."""
+    shapes: dict[int, tuple[int, int]] = {}  # id(node) → (values, depth), both capped
     on_path: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
-        if id(node) in sizes:
-            return sizes[id(node)]
+    def shape(node: yaml.Node) -> tuple[int, int]:
+        if id(node) in shapes:
+            return shapes[id(node)]
         if id(node) in on_path:
             raise MatrixError([f"{path}:{node.start_mark.line + 1}: an anchor refers to itself; write the value out"])
         on_path.add(id(node))
         children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
-        total = 1 + (sum(size(c) for c in children) if isinstance(node, yaml.CollectionNode) else 0)
+        inner = [shape(c) for c in children] if isinstance(node, yaml.CollectionNode) else []
         on_path.discard(id(node))
-        sizes[id(node)] = min(total, MAX_NODES + 1)
-        return sizes[id(node)]
+        shapes[id(node)] = (min(1 + sum(v for v, _ in inner), MAX_NODES + 1), 1 + max((d for _, d in inner), default=0))
+        if shapes[id(node)][0] > MAX_NODES:
+            raise MatrixError([f"{path}:1: holds more than {MAX_NODES} values once its aliases are expanded; write the values out"])
+        if shapes[id(node)][1] > MAX_DEPTH:
+            raise MatrixError([f"{path}:{node.start_mark.line + 1}: aliases nest values more than {MAX_DEPTH} levels deep; write them out"])
+        return shapes[id(node)]
 
-    return size(root)
+    shape(root)
 
 
 def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
@@ -171,12 +176,8 @@ def read_yaml(path: Path, what: str) -> tuple[Any, dict[Key, Origin]]:
         return None, {(): Origin(path, 1)}
     origins: dict[Key, Origin] = {}
     problems: list[str] = []
-    try:
-        if _expanded_size(node, path) > MAX_NODES:
-            raise MatrixError([f"{path}:1: holds more than {MAX_NODES} values once its aliases are expanded; write the values out"])
-        data = _from_node(node, (), path, origins, problems)
-    except RecursionError:  # aliases nest nodes deeper than the file's own nesting shows
-        raise MatrixError([f"{path}:1: aliases nest values too deeply; write the values out"]) from None
+    _check_expansion(node, path)
+    data = _from_node(node, (), path, origins, problems)
     if problems:
         raise MatrixError(problems)
     return data, origins
