@@ -47,6 +47,14 @@ PIN = re.compile(rf"{_PROJECT}(?:\[{_PROJECT}(?:,{_PROJECT})*\])?=={_PEP440}")
 # upstream starts with a digit and whose revision, when there is a hyphen, is not empty.
 DEB_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}")
 DEB_VERSION = re.compile(r"(?:[0-9]{1,9}:)?[0-9][A-Za-z0-9.+~]*(?:-[A-Za-z0-9.+~]+)*")
+
+
+def deb_package(value: str, *, pinned: bool) -> bool:
+    """``name`` or ``name=version`` in Debian's grammar; ``pinned``: the version is required."""
+    name, sep, version = value.partition("=")
+    return full(DEB_NAME, name) and (full(DEB_VERSION, version) if sep else not pinned)
+
+
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 ENV_VALUE_MAX = 4096
 CUDA = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}")

@@ -19,8 +19,8 @@ from . import grammar
 from .apt_resolver import resolve_apt, wanted
 from .engine import Engine
 from .errors import ConfigurationError, ImagekitError, MatrixError
-from .matrix import ID_MAX, ImageSpec, Matrix
-from .matrix_source import Key, field_name, read_yaml
+from .matrix import ID_MAX, ImageSpec, Matrix, held_to, validation_problems
+from .matrix_source import Origin, locate, read_yaml
 from .reports import write_atomic
 from .resolver import resolve
 
@@ -90,12 +90,7 @@ class Lock:
         try:
             model = _LockFile.model_validate(data)
         except ValidationError as exc:
-            problems = []
-            for err in exc.errors():
-                loc: Key = tuple(part for part in err["loc"] if part != "[key]")
-                where = next((origins[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in origins), f"{path}:1")
-                message = err["ctx"]["error"] if err["type"] == "value_error" else err["msg"]
-                problems.append(f"{where}: {field_name(loc)}: {message}")
+            problems = validation_problems(exc, _LockFile, lambda key: locate(origins, key, Origin(path, 1)))
             raise MatrixError(
                 problems, subject=f"the lock file {path}", tip="run `imagekit lock` to rewrite it, and review what changed"
             ) from None
@@ -184,22 +179,12 @@ def _base(value: str) -> str:
 
 
 def _apt_pin(value: str) -> str:
-    name, sep, version = value.partition("=")
-    if not (sep and grammar.full(grammar.DEB_NAME, name) and grammar.full(grammar.DEB_VERSION, version)):
+    if not grammar.deb_package(value, pinned=True):
         raise ValueError(f"{value[:80]!r} is not a Debian package pinned as name=version")
     return value
 
 
-def _image_id(value: str) -> str:
-    if len(value) > ID_MAX or not grammar.full(grammar.TAG, value):
-        raise ValueError(f"{value[:80]!r} is not an image id")
-    return value
-
-
-def _hex64(value: str) -> str:
-    if not grammar.full(grammar.HEX64, value):
-        raise ValueError(f"{value[:80]!r} is not a sha256 (64 lowercase hex digits)")
-    return value
+_HEX64 = held_to(grammar.HEX64, "a sha256 (64 lowercase hex digits)")
 
 
 _PIN_LINE = re.compile(rf"{grammar.PIN.pattern}(?: ; [A-Za-z0-9_.'\"<>=!~() -]{{1,200}})? \\")
@@ -210,8 +195,8 @@ _COMMENT_LINE = re.compile(r" *#[^\\]{0,500}")
 class _LockEntry(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    inputs: Annotated[StrictStr, AfterValidator(_hex64)]
-    resolved_from: Annotated[StrictStr, AfterValidator(_hex64)] | None = None
+    inputs: Annotated[StrictStr, _HEX64]
+    resolved_from: Annotated[StrictStr, _HEX64] | None = None
     base: Annotated[StrictStr, AfterValidator(_base)] | None
     requirements: Annotated[StrictStr, AfterValidator(_requirements)]
     apt: dict[Literal["system", "devel", "extension"], list[Annotated[StrictStr, AfterValidator(_apt_pin)]]] | None = None
@@ -221,7 +206,7 @@ class _LockFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_: Literal[1, 2] = Field(alias="schema")
-    images: dict[Annotated[StrictStr, AfterValidator(_image_id)], _LockEntry]
+    images: dict[Annotated[StrictStr, held_to(grammar.TAG, "an image id", max_len=ID_MAX)], _LockEntry]
 
 
 class _Dumper(yaml.SafeDumper):

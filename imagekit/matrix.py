@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import UnionType
@@ -23,7 +24,7 @@ from . import facts as facts_mod
 from . import grammar
 from .errors import ConfigurationError, MatrixError
 from .facts import version_tuple
-from .matrix_source import Key, MatrixSource, field_name, load
+from .matrix_source import Key, MatrixSource, Origin, field_name, load
 
 Flavor = Literal["runtime", "devel"]
 FLAVORS: tuple[str, ...] = ("runtime", "devel")
@@ -46,11 +47,13 @@ SIZE_MAX = 2**50  # a petabyte: no image weighs more, and no budget needs a bigg
 
 def _shown(value: str) -> str:
     """A value as an error message may quote it: on one line, and short."""
-    text = repr(value[:60] + ("…" if len(value) > 60 else ""))
-    return text
+    return repr(value[:60] + ("…" if len(value) > 60 else ""))
 
 
-def _grammar(pattern: re.Pattern[str], what: str, *, max_len: int | None = None) -> AfterValidator:
+def held_to(pattern: re.Pattern[str], what: str, *, max_len: int | None = None) -> AfterValidator:
+    """A pydantic validator: the whole value matches ``pattern`` (and is at most ``max_len``
+    long), or it is refused as not being ``what``."""
+
     def check(value: str) -> str:
         if max_len is not None and len(value) > max_len:
             raise ValueError(f"is longer than {max_len} characters")
@@ -94,8 +97,7 @@ def _env_value(value: str) -> str:
 
 
 def _apt(value: str) -> str:
-    name, sep, version = value.partition("=")
-    if not grammar.full(grammar.DEB_NAME, name) or (sep and not grammar.full(grammar.DEB_VERSION, version)):
+    if not grammar.deb_package(value, pinned=False):
         raise ValueError(f"{_shown(value)} is not a Debian package name, optionally pinned as name=version")
     return value
 
@@ -110,46 +112,46 @@ def _path(value: str) -> str:
 # Every string field that reaches a Dockerfile, a shell word, a file name or a tag has a type that
 # holds it to the grammar of that place (imagekit/grammar.py).
 Name = Annotated[
-    StrictStr, _grammar(grammar.NAME, "a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)")
+    StrictStr, held_to(grammar.NAME, "a name of lowercase letters, digits, '.', '_' or '-' (at most 40; it becomes part of image tags)")
 ]
 Repository = Annotated[
     StrictStr,
-    _grammar(grammar.REPOSITORY, "a valid image repository (lowercase, e.g. registry.example/ml/pytorch)", max_len=grammar.NAME_MAX),
+    held_to(grammar.REPOSITORY, "a valid image repository (lowercase, e.g. registry.example/ml/pytorch)", max_len=grammar.NAME_MAX),
 ]
 ImageRef = Annotated[
     StrictStr,
-    _grammar(
+    held_to(
         grammar.IMAGE_REF, "an image reference like nvidia/cuda:12.1.1-base-ubuntu22.04 or name@sha256:…", max_len=grammar.NAME_MAX + 200
     ),
 ]
 UserName = Annotated[
-    StrictStr, _grammar(grammar.USER, "a user name: lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32")
+    StrictStr, held_to(grammar.USER, "a user name: lowercase letters, digits, '_' or '-', starting with a letter or '_', at most 32")
 ]
 Pin = Annotated[
-    StrictStr, _grammar(grammar.PIN, "pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content")
+    StrictStr, held_to(grammar.PIN, "pinned as name==version (a PEP 440 version in normal form) so images rebuild to the same content")
 ]
 Apt = Annotated[StrictStr, AfterValidator(_apt)]
 EnvName = Annotated[
-    StrictStr, _grammar(grammar.ENV_NAME, "an environment variable name: letters, digits and '_', not starting with a digit")
+    StrictStr, held_to(grammar.ENV_NAME, "an environment variable name: letters, digits and '_', not starting with a digit")
 ]
 EnvValue = Annotated[StrictStr, AfterValidator(_env_value)]
-Cuda = Annotated[StrictStr, _grammar(grammar.CUDA, "a full CUDA version such as 12.1.1")]
-Driver = Annotated[StrictStr, _grammar(grammar.DRIVER, "a driver version such as 535.104.05")]
-Os = Annotated[StrictStr, _grammar(grammar.OS, "an OS name like ubuntu22.04")]
-Version = Annotated[StrictStr, _grammar(re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){1,3}"), "a version such as 2.6.0")]
-Python = Annotated[StrictStr, _grammar(re.compile(r"3\.[0-9]{1,2}"), "a Python version such as 3.11")]
-Wheel = Annotated[StrictStr, _grammar(re.compile(r"[a-z0-9]{1,16}"), "a wheel channel such as cu124")]
-Glob = Annotated[StrictStr, _grammar(grammar.GLOB, "an image id glob (letters, digits, '.', '_', '-', '*', '?', '[', ']', '!')")]
-RunnerLabel = Annotated[StrictStr, _grammar(grammar.RUNNER_LABEL, "a runner label (letters, digits, '.', '_', '-')")]
+Cuda = Annotated[StrictStr, held_to(grammar.CUDA, "a full CUDA version such as 12.1.1")]
+Driver = Annotated[StrictStr, held_to(grammar.DRIVER, "a driver version such as 535.104.05")]
+Os = Annotated[StrictStr, held_to(grammar.OS, "an OS name like ubuntu22.04")]
+Version = Annotated[StrictStr, held_to(re.compile(r"[0-9]{1,4}(?:\.[0-9]{1,4}){1,3}"), "a version such as 2.6.0")]
+Python = Annotated[StrictStr, held_to(re.compile(r"3\.[0-9]{1,2}"), "a Python version such as 3.11")]
+Wheel = Annotated[StrictStr, held_to(re.compile(r"[a-z0-9]{1,16}"), "a wheel channel such as cu124")]
+Glob = Annotated[StrictStr, held_to(grammar.GLOB, "an image id glob (letters, digits, '.', '_', '-', '*', '?', '[', ']', '!')")]
+RunnerLabel = Annotated[StrictStr, held_to(grammar.RUNNER_LABEL, "a runner label (letters, digits, '.', '_', '-')")]
 DriverLabel = Annotated[
     StrictStr,
-    _grammar(grammar.DRIVER_LABEL, "a runner label with {branch} where the driver branch goes, like nvidia-{branch} (or null for none)"),
+    held_to(grammar.DRIVER_LABEL, "a runner label with {branch} where the driver branch goes, like nvidia-{branch} (or null for none)"),
 ]
 IndexUrl = Annotated[StrictStr, _url(variables=True)]
 SourceUrl = Annotated[StrictStr, _url(variables=False)]
 Registry = Annotated[StrictStr, AfterValidator(check_registry)]
 PathText = Annotated[StrictStr, AfterValidator(_path)]
-Size = Annotated[StrictStr | StrictInt, AfterValidator(lambda v: _size(v))]
+Size = Annotated[StrictStr | StrictInt, AfterValidator(_size)]
 
 
 class _Model(BaseModel):
@@ -349,7 +351,7 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current: Any = model
     for part in loc:
         if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
+            field = next((f for n, f in current.model_fields.items() if (f.alias or n) == str(part)), None)
             if field is None:
                 return []
             current = _unwrap_optional(field.annotation)
@@ -357,19 +359,23 @@ def _fields_of(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             current = _unwrap_optional(get_args(current)[-1])  # the part was a key or an index
         else:
             return []
-    return list(current.model_fields) if isinstance(current, type) and issubclass(current, BaseModel) else []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
 
 
-def _shape_problems(src: MatrixSource, exc: ValidationError) -> list[str]:
+def validation_problems(exc: ValidationError, model: type[BaseModel], origin: Callable[[Key], Origin]) -> list[str]:
+    """Each of pydantic's errors for ``model`` as `file:line: field: message`, with the remedy
+    where one is known; ``origin`` locates a field (matrices and lock files alike)."""
     problems = []
     for err in exc.errors():
         # A mapping key's own error is located at the key (pydantic appends "[key]").
         loc: Key = tuple(part for part in err["loc"] if part != "[key]")
-        where = src.origin(loc)
+        where = origin(loc)
         name = field_name(loc)
         kind = err["type"]
         if kind == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _fields_of(MatrixSection, loc[:-1]), n=1)
+            close = difflib.get_close_matches(str(loc[-1]), _fields_of(model, loc[:-1]), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             problems.append(f"{where}: {name}: unknown key{hint}")
         elif kind == "missing":
@@ -636,7 +642,7 @@ def build(src: MatrixSource) -> Matrix:
     try:
         m = MatrixSection.model_validate(src.data)
     except ValidationError as exc:
-        raise MatrixError(_shape_problems(src, exc)) from None
+        raise MatrixError(validation_problems(exc, MatrixSection, src.origin)) from None
     smoke_dir = _resolve_path(src, ("smoke",), m.smoke)
     problems = _path_problems(src, m) or _fact_problems(src, m) or _extension_problems(src, m, smoke_dir) or _id_problems(src, m)
     if problems:

@@ -38,12 +38,16 @@ class MatrixSource:
     root: Path
 
     def origin(self, key: Key) -> Origin:
-        """The origin of ``key``, or of its closest ancestor that exists (a missing field's parent)."""
-        for end in range(len(key), -1, -1):
-            found = self.origins.get(tuple(key[:end]))
-            if found is not None:
-                return found
-        return Origin(self.files[-1], 1)
+        return locate(self.origins, key, Origin(self.files[-1], 1))
+
+
+def locate(origins: dict[Key, Origin], key: Key, fallback: Origin) -> Origin:
+    """The origin of ``key``, or of its closest ancestor that exists (a missing field's parent)."""
+    for end in range(len(key), -1, -1):
+        found = origins.get(tuple(key[:end]))
+        if found is not None:
+            return found
+    return fallback
 
 
 def field_name(key: Key) -> str:
