@@ -6,27 +6,17 @@ The reports follow the Jenkins xUnit junit-10.xsd that CI viewers read: a <tests
 
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from imagekit.files import write_atomic
+
 BUILD_SUITE = "imagekit.build"
 CONTENT_ID_PROPERTY = "imagekit.content-id"
 LOG_TAIL_LINES = 60
-
-
-def write_atomic(path: Path, data: str) -> None:
-    """Readers (CI viewers, a second imagekit) never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imagekit.engine import Engine
+from imagekit.adapters.docker_engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker.errors
 import requests
 
-from imagekit.engine import Engine
+from imagekit.adapters.docker_engine import Engine
 
 CERTS_D = Path("/etc/docker/certs.d")
 

@@ -14,7 +14,7 @@ import pytest
 from e2e_workspace import LOCAL_BASE, ROOT, Workspace
 from helpers import in_ci
 
-from imagekit.engine import Engine
+from imagekit.adapters.docker_engine import Engine
 from imagekit.errors import EngineError
 
 

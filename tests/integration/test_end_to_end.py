@@ -24,8 +24,8 @@ from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, f
 from engines import ALL, CLASSIC, CONTAINERD, LEVEL
 from helpers import xmllint_schema
 
-from imagekit.engine import CONTAINER_LABEL, Engine
-from imagekit.verify import stamped
+from imagekit.adapters.docker_engine import CONTAINER_LABEL, Engine
+from imagekit.stages.verify import stamped
 
 pytestmark = pytest.mark.docker
 

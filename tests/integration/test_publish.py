@@ -21,8 +21,8 @@ from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, f
 from engines import ALL
 from local_registry import LocalRegistry, serving
 
-from imagekit.engine import Engine
-from imagekit.registry import MANIFEST_TYPES
+from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.registry import MANIFEST_TYPES
 
 # Pushes differ by store: the classic store compresses layers as it pushes and names the image by
 # its config; the containerd store pushes the very manifest it holds, and names the image by it.

@@ -16,7 +16,7 @@ from engines import environment
 from local_registry import LocalRegistry, serving
 from workflow_runner import Context, JobRunner, StepResult, load
 
-from imagekit.engine import Engine
+from imagekit.adapters.docker_engine import Engine
 
 pytestmark = pytest.mark.docker
 

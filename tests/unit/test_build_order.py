@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagekit.build import _schedule
-from imagekit.matrix import load_matrix
-from imagekit.render import Rendered
+from imagekit.core.matrix import load_matrix
+from imagekit.core.render import Rendered
+from imagekit.stages.build import _schedule
 
 M = Path(__file__).resolve().parent.parent / "matrices"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagekit.engine import find_builder
+from imagekit.adapters.buildkit import find_builder
 from imagekit.errors import EngineError
 
 

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from imagekit.doctor import run_checks
-from imagekit.engine import Engine
-from imagekit.matrix import load_matrix
+from imagekit.adapters.docker_engine import Engine
+from imagekit.core.matrix import load_matrix
+from imagekit.stages.doctor import run_checks
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

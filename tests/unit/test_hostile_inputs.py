@@ -357,8 +357,8 @@ def valid_lock(ws: Workspace) -> dict[str, Any]:
 
     Written by imagekit's own Lock API, so its schema and hashes (which grow as the hardening
     goes on) are whatever this imagekit expects: only the pins are made up here."""
-    from imagekit.lock import Lock, Locked
-    from imagekit.matrix import load_matrix
+    from imagekit.core.lock import Lock, Locked
+    from imagekit.core.matrix import load_matrix
 
     matrix = load_matrix([ws.matrix])
     lock = Lock(ws.lock)

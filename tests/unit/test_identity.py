@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from imagekit.identity import identify
-from imagekit.matrix import load_matrix
-from imagekit.provenance import Provenance, public_url
-from imagekit.render import Rendered, Renderer
+from imagekit.core.identity import identify
+from imagekit.core.matrix import load_matrix
+from imagekit.core.provenance import Provenance, public_url
+from imagekit.core.render import Rendered, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MATRIX = load_matrix([ROOT / "matrix.yaml"])
@@ -67,7 +67,7 @@ def test_source_label_is_a_credential_free_url_or_nothing():
 def test_created_is_the_last_commit_time_unless_source_date_epoch_is_set(tmp_path, monkeypatch):
     import subprocess
 
-    from imagekit.provenance import collect
+    from imagekit.adapters.git import collect
 
     env = {"GIT_AUTHOR_DATE": "2026-01-02T03:04:05Z", "GIT_COMMITTER_DATE": "2026-01-02T03:04:05Z", "PATH": "/usr/bin:/bin"}
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)

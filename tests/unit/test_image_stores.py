@@ -4,8 +4,8 @@ The same on real engines: tests/integration (every engine of tests/engines.py)."
 
 from __future__ import annotations
 
-from imagekit.engine import CLASSIC, CONTAINERD, Engine, pushed_digest
-from imagekit.registry import ImageKey, Manifest
+from imagekit.adapters.docker_engine import CLASSIC, CONTAINERD, Engine, pushed_digest
+from imagekit.adapters.registry import ImageKey, Manifest
 
 LOCAL = "imagekit-local/debian-python:bookworm-py3.11"
 D = "sha256:" + "d" * 64

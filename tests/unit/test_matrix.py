@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from imagekit.core.matrix import load_matrix
 from imagekit.errors import ConfigurationError, MatrixError
-from imagekit.matrix import load_matrix
 
 M = Path(__file__).resolve().parent.parent / "matrices"
 ROOT = M.parent.parent

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from imagekit.package_manifest import Package, PackageManifest, change_line, diff, human
+from imagekit.core.manifest import Package, PackageManifest, change_line, diff, human
 
 
 def manifest(*packages: Package, size: int = 5_000_000_000, toolkit: str | None = "12.1.1") -> PackageManifest:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from imagekit.adapters.secrets import CA_SECRET, CONF_SECRET, expand, pip_secrets
 from imagekit.errors import ConfigurationError
-from imagekit.pip_secrets import CA_SECRET, CONF_SECRET, expand, pip_secrets
 
 
 def test_expand_uses_environment_then_default(monkeypatch):

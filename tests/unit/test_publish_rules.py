@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from imagekit.core.identity import Identity
+from imagekit.core.matrix import load_matrix
+from imagekit.core.render import Renderer
 from imagekit.errors import MatrixError, RegistryError
-from imagekit.identity import Identity
-from imagekit.matrix import load_matrix
-from imagekit.publish import Retry, gate
-from imagekit.render import Renderer
 from imagekit.reports import Case, Suite, stamp_suites, write_suites
+from imagekit.stages.publish import Retry, gate
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MATRIX = load_matrix([ROOT / "matrix.yaml"])

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from imagekit.core.matrix import load_matrix
+from imagekit.core.render import Renderer
 from imagekit.errors import ConfigurationError
-from imagekit.matrix import load_matrix
-from imagekit.render import Renderer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 GOLDEN = ROOT / "tests" / "golden"
@@ -127,7 +127,7 @@ def test_an_extension_renders_from_its_parent_with_a_build_argument_default_and_
 
 
 def test_the_build_context_carries_the_locked_requirement_set(extended):
-    from imagekit.lock import Lock, Locked
+    from imagekit.core.lock import Lock, Locked
 
     image = extended.image("2.6.0-cu121-py3.11-runtime")
     unlocked = Renderer(extended).render(image)
@@ -149,7 +149,7 @@ def test_the_build_context_carries_the_locked_requirement_set(extended):
 
 
 def test_a_broken_snippet_names_its_file(extended, tmp_path):
-    from imagekit.matrix import ExtensionSpec
+    from imagekit.core.matrix import ExtensionSpec
 
     image = extended.image("2.6.0-cu121-py3.11-runtime-tracking")
     ext = replace(image.extension, snippet="RUN {{ image.nope }}")

@@ -45,9 +45,9 @@ import yaml
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
+from imagekit.core.render import BASE_ARG, PARENT_ARG, Rendered, Renderer, apt_file, expectations, static_labels
 from imagekit.errors import ConfigurationError
-from imagekit.matrix import ImageSpec, Matrix, load_matrix
-from imagekit.render import BASE_ARG, PARENT_ARG, Rendered, Renderer, apt_file, expectations, static_labels
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = 150  # per field; raise it locally for a deeper search

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from imagekit.engine import LOAD, OCI, Builder
+from imagekit.adapters.buildkit import LOAD, OCI, Builder
 from imagekit.errors import EngineError
-from imagekit.reproducibility import (
+from imagekit.stages.reproducibility import (
     BIT_FOR_BIT,
     FILE_TREE,
     PROBE_EPOCH,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from test_package_manifest import GIT, PROTOBUF, TORCH, manifest
 
-from imagekit.matrix import SizeBudget
-from imagekit.size_budget import over_budget
+from imagekit.core.budget import over_budget
+from imagekit.core.matrix import SizeBudget
 
 BUDGET = SizeBudget(6_000_000_000, "matrix.yaml:20: size_budgets.*-runtime")
 LAYERS = [

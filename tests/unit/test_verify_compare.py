@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
-from imagekit.verify import Entry, compare, file_tree, stamped
+from imagekit.stages.verify import Entry, compare, file_tree, stamped
 
 
 def tar_of(files: dict[str, tuple[bytes, int, float]], links: dict[str, str] | None = None) -> io.BytesIO:

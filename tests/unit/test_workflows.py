@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helpers import ROOT, in_ci
 
-from imagekit.github_cells import KEYS
+from imagekit.core.cells import KEYS
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 IMAGES = ROOT / ".github" / "workflows" / "images.yml"

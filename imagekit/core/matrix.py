@@ -20,11 +20,11 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
-from . import facts as facts_mod
-from . import grammar
-from .errors import ConfigurationError, MatrixError
-from .facts import version_tuple
-from .matrix_source import Key, MatrixSource, Origin, field_name, load
+from imagekit.core import facts as facts_mod
+from imagekit.core import grammar
+from imagekit.core.facts import version_tuple
+from imagekit.core.source import Key, MatrixSource, Origin, field_name, load
+from imagekit.errors import ConfigurationError, MatrixError
 
 Flavor = Literal["runtime", "devel"]
 FLAVORS: tuple[str, ...] = ("runtime", "devel")

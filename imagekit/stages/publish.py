@@ -16,14 +16,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from . import console
-from .build import resolve_identity
-from .engine import Engine
-from .errors import ImagekitError, RegistryError
-from .identity import Identity
-from .registry import ImageKey, Manifest, Registry, auth_config, split_reference
-from .render import Rendered
-from .reports import CONTENT_ID_PROPERTY
+from imagekit import console
+from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.registry import ImageKey, Manifest, Registry, auth_config, split_reference
+from imagekit.core.identity import Identity
+from imagekit.core.render import Rendered
+from imagekit.errors import ImagekitError, RegistryError
+from imagekit.reports import CONTENT_ID_PROPERTY
+from imagekit.stages.identity import resolve_identity
 
 T = TypeVar("T")
 

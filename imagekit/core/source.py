@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from . import grammar
-from .errors import MatrixError
+from imagekit.core import grammar
+from imagekit.errors import MatrixError
 
 Key = tuple[str | int, ...]
 

@@ -1,20 +1,13 @@
-"""Where and when an image was built from: git revision, source URL, creation time."""
+"""The project's git repository: the revision, remote and commit time an image records."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Provenance:
-    revision: str | None
-    source: str | None
-    created: str
-    epoch: int  # SOURCE_DATE_EPOCH: the seconds `created` says
+from imagekit.core.provenance import Provenance, public_url
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -23,14 +16,6 @@ def _git(cwd: Path, *args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def public_url(url: str | None) -> str | None:
-    """A remote URL fit for a label: a URL (not a local path), never with credentials embedded."""
-    if not url or "://" not in url:
-        return url if url and url.startswith("git@") else None
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{rest.split('@', 1)[1]}" if "@" in rest.split("/", 1)[0] else url
 
 
 def collect(matrix_dir: Path, source: str | None) -> Provenance:

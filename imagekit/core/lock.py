@@ -8,21 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
-from . import grammar
-from .apt_resolver import resolve_apt, wanted
-from .engine import Engine
-from .errors import ConfigurationError, ImagekitError, MatrixError
-from .matrix import ID_MAX, ImageSpec, Matrix, held_to, validation_problems
-from .matrix_source import Origin, locate, read_yaml
-from .reports import write_atomic
-from .resolver import resolve
+from imagekit.core import grammar
+from imagekit.core.matrix import ID_MAX, ImageSpec, Matrix, held_to, validation_problems
+from imagekit.core.source import Origin, locate, read_yaml
+from imagekit.errors import ConfigurationError, MatrixError
+from imagekit.files import write_atomic
 
 SCHEMA = 2  # 2: `inputs` covers everything that reaches the image; `resolved_from`, what the pins came from
 HEADER = """\
@@ -42,6 +39,22 @@ def direct_requirements(image: ImageSpec) -> list[str]:
     """What the matrix asks an image to install; the lock resolves it to everything it needs."""
     wanted = [f"torch=={image.torch}", f"torchaudio=={image.torchaudio}", *image.packages]
     return wanted + list(image.extension.packages) if image.extension else wanted
+
+
+# What the templates install per stage, before pinning (README "The lock file"). `system` only when
+# the base lacks the matrix's Python with venv and ensurepip: a site's own base may bring it.
+SYSTEM = ("python{py}", "python{py}-venv", "ca-certificates")
+DEVEL = ("build-essential", "git", "ninja-build", "python{py}-dev")
+
+
+def wanted(flavor: str, python: str, extension_apt: tuple[str, ...] | None) -> dict[str, list[str]]:
+    """Stage → the apt packages an image asks for. An extension has one stage, its own."""
+    if extension_apt is not None:
+        return {"extension": list(extension_apt)} if extension_apt else {}
+    stages = {"system": [p.format(py=python) for p in SYSTEM]}
+    if flavor == "devel":
+        stages["devel"] = [p.format(py=python) for p in DEVEL]
+    return stages
 
 
 def apt_wanted(image: ImageSpec) -> dict[str, list[str]]:
@@ -219,49 +232,3 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 
 
 _Dumper.add_representer(str, _str)
-
-
-def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False) -> dict[str, str]:
-    """Bring ``lock`` up to date for ``images`` (in matrix order: parents first). A current entry is
-    kept as it is, like any lock tool, unless ``upgrade``: re-locking must not drift. The one
-    exception is a local base (pinned by image id), made per host: its pin follows this host's.
-    Returns what happened per image: kept, re-pinned local base, resolved, or `failed: why`."""
-    done: dict[str, str] = {}
-    for image in images:
-        current = lock.images.get(image.id)
-        try:
-            if current is not None and not upgrade and current.apt is not None and current.resolved_from == lock.resolution(image):
-                # The pins were resolved from what the matrix asks now. When only what does not
-                # change a resolution moved (the user, the environment, a template), the entry
-                # keeps its pins and records its new inputs: the lock's diff shows it.
-                kept = replace(current, inputs=lock.inputs(image, matrix))
-                lock.images[image.id] = kept
-                done[image.id] = "kept" if kept == current else "kept, inputs recorded"
-                if kept.base is not None and "@" not in kept.base:
-                    local = engine.resolve(image.base_image, pull=False)
-                    if local is not None and local != kept.base:
-                        # Another base can need other apt versions: pin them against this one.
-                        apt = resolve_apt(engine, local, image.python, apt_wanted(image))
-                        lock.images[image.id] = replace(kept, base=local, apt=apt)
-                        done[image.id] = "re-pinned local base"
-                continue
-            base, constraints = None, None
-            if image.parent is None:
-                base = engine.resolve(image.base_image, pull=True)
-                apt_base, installed = base, []
-            elif lock.problem(matrix.image(image.parent), matrix) is None:
-                parent = lock.images[image.parent]
-                # The parent's exact set constrains the extension's: it adds, never swaps.
-                constraints = pins(parent.requirements)
-                apt_base, installed = parent.base, parent.apt_pins()
-            else:
-                done[image.id] = f"failed: its parent {image.parent} is not locked: lock it first (include it in --only)"
-                continue
-            requirements = resolve(direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints)
-            apt = resolve_apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
-        except ImagekitError as exc:
-            done[image.id] = f"failed: {exc.message}"
-            continue
-        lock.images[image.id] = Locked(lock.inputs(image, matrix), base, requirements, apt, lock.resolution(image))
-        done[image.id] = "resolved"
-    return done

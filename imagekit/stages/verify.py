@@ -17,11 +17,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import IO
 
-from . import console
-from .build import BuildRun, resolve_identity
-from .errors import ImagekitError
-from .render import Rendered
-from .reports import write_atomic
+from imagekit import console
+from imagekit.core.render import Rendered
+from imagekit.errors import ImagekitError
+from imagekit.reports import write_atomic
+from imagekit.stages.build import BuildRun
+from imagekit.stages.identity import resolve_identity
 
 # Files that package tools write with the build's date or time in them. Nothing else may differ.
 STAMPED: dict[str, str] = {

@@ -6,8 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from .provenance import Provenance
-from .render import Rendered
+from imagekit.core.provenance import Provenance
+from imagekit.core.render import Rendered
 
 # Bump when the meaning of the hashed payload changes, so old content tags are not reused.
 SCHEMA = 1

@@ -12,10 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigurationError
-from .lock import Lock
-from .matrix import ImageSpec, Matrix
-from .render import Renderer
+from imagekit.core.lock import Lock
+from imagekit.core.matrix import ImageSpec, Matrix
+from imagekit.core.render import Renderer
+from imagekit.errors import ConfigurationError
 
 # Keys every cell has; the workflow may read only these (tests/unit/test_workflows.py checks it).
 KEYS = ("id", "images", "runs_on", "timeout_minutes", "inputs_id", "changed")

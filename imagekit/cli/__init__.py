@@ -12,19 +12,25 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from . import console, github_cells, package_manifest, reports, reproducibility
-from . import lock as lock_mod
-from .build import BuildRun, build_images
-from .doctor import run_checks
-from .engine import Engine, find_builder
-from .errors import ConfigurationError, ImagekitError, RunFailed
-from .matrix import Matrix, check_registry, load_matrix
-from .pip_secrets import pip_secrets
-from .provenance import collect
-from .publish import Publisher, Retry, publish_images
-from .render import Rendered, Renderer, expectations, variant_drivers, write_all
-from .testrun import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
-from .verify import verify_one
+from imagekit import console, reports
+from imagekit.adapters.buildkit import find_builder
+from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.git import collect
+from imagekit.adapters.secrets import pip_secrets
+from imagekit.core import cells as github_cells
+from imagekit.core import lock as lock_mod
+from imagekit.core import manifest as package_manifest
+from imagekit.core.matrix import Matrix, check_registry, load_matrix
+from imagekit.core.render import Rendered, Renderer, expectations, variant_drivers, write_all
+from imagekit.errors import ConfigurationError, ImagekitError, RunFailed
+from imagekit.stages import reproducibility
+from imagekit.stages.build import BuildRun, build_images
+from imagekit.stages.doctor import run_checks
+from imagekit.stages.inspect import read_manifest
+from imagekit.stages.publish import Publisher, Retry, publish_images
+from imagekit.stages.relock import relock
+from imagekit.stages.test import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_host, smoke_images
+from imagekit.stages.verify import verify_one
 
 DEFAULT_MATRIX = Path("matrix.yaml")
 _GPUS = re.compile(r"all|none|auto|device=[0-9]{1,3}(,[0-9]{1,3}){0,63}")
@@ -230,7 +236,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     lock = lock_mod.Lock.read(path) if path.is_file() else lock_mod.Lock(path)
     for stray in lock.strays(matrix):
         del lock.images[stray]
-    done = lock_mod.relock(lock, images, matrix, _engine(), upgrade=args.upgrade)
+    done = relock(lock, images, matrix, _engine(), upgrade=args.upgrade)
     failed = {i: what.removeprefix("failed: ") for i, what in done.items() if what.startswith("failed: ")}
     if failed:
         raise RunFailed(
@@ -436,7 +442,7 @@ def _image_ref(args: argparse.Namespace, engine: Engine, name: str) -> str:
 
 def cmd_manifest(args: argparse.Namespace) -> int:
     engine = _engine()
-    m = package_manifest.read(engine, _image_ref(args, engine, args.image))
+    m = read_manifest(engine, _image_ref(args, engine, args.image))
     if args.format == "json":
         console.print_json(m.as_dict())
         return 0
@@ -458,8 +464,8 @@ def cmd_manifest(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     engine = _engine()
-    a = package_manifest.read(engine, _image_ref(args, engine, args.old))
-    b = package_manifest.read(engine, _image_ref(args, engine, args.new))
+    a = read_manifest(engine, _image_ref(args, engine, args.old))
+    b = read_manifest(engine, _image_ref(args, engine, args.new))
     changes = package_manifest.diff(a, b)
     if args.format == "json":
         console.print_json({"a": a.ref, "b": b.ref, "changes": [asdict(c) for c in changes]})

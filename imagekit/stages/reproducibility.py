@@ -24,10 +24,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import host
-from .engine import LOAD, OCI, Builder, BuildProcesses, Engine, run_build
-from .errors import ImagekitError
-from .reports import write_atomic
+from imagekit.adapters import host
+from imagekit.adapters.buildkit import LOAD, OCI, Builder, BuildProcesses, run_build
+from imagekit.adapters.docker_engine import Engine
+from imagekit.errors import ImagekitError
+from imagekit.reports import write_atomic
 
 FILE_TREE, TIMESTAMPS, BIT_FOR_BIT = "file tree", "timestamps", "bit-for-bit"
 PROBE_EPOCH = 1700000000  # any fixed time; the probe checks that the image carries it

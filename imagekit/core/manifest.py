@@ -1,18 +1,16 @@
 """Package manifests: what is inside an image (pip and apt packages with versions and sizes, the
 CUDA libraries), as the image's last build step wrote it (imagekit/data/write_manifest.py).
-Read from an image, shown, and compared between two images (`imagekit manifest`, `imagekit diff`)."""
+Parsed (read from an image by `imagekit.stages.inspect`), shown, and compared between two images (`imagekit manifest`, `imagekit diff`)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import Engine
-from .errors import ConfigurationError, ImagekitError
-from .render import MANIFEST_PATH
-
 SCHEMA = 1
+# Where the image's last build step writes its manifest (imagekit/data/write_manifest.py).
+MANIFEST_SCRIPT = "write_manifest.py"
+MANIFEST_PATH = "/opt/imagekit/manifest.json"
 
 
 @dataclass(frozen=True)
@@ -49,42 +47,6 @@ class PackageManifest:
                 for kind in ("pip", "apt")
             },
         }
-
-
-def read(engine: Engine, ref: str) -> PackageManifest:
-    attrs = engine.inspect_image(ref)
-    if attrs is None:
-        raise ConfigurationError(f"no image {ref} on this engine", tip="build it (`imagekit build`), or pull it first")
-    raw = engine.read_file(ref, MANIFEST_PATH)
-    if raw is None:
-        raise ImagekitError(
-            f"{ref} has no package manifest ({MANIFEST_PATH}): it was not built by this version of imagekit",
-            tip="rebuild it with `imagekit build`",
-        )
-    try:
-        data = json.loads(raw)
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"schema {data.get('schema')!r}, expected {SCHEMA}")
-        packages = {
-            (kind, name): Package(kind, name, str(p["version"]), int(p["size"]))
-            for kind in ("pip", "apt")
-            for name, p in data[kind].items()
-        }
-        cuda = data["cuda"]
-        return PackageManifest(
-            ref=ref,
-            image_id=str(data["image"]),
-            size=engine.size(ref),
-            python=str(data["python"]),
-            cuda_toolkit=cuda["toolkit"],
-            torch_cuda=cuda["torch"],
-            cuda_libraries=dict(cuda["libraries"]),
-            packages=packages,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ImagekitError(
-            f"{ref}: {MANIFEST_PATH} is not a package manifest imagekit can read ({exc})", tip="rebuild it with `imagekit build`"
-        ) from None
 
 
 @dataclass(frozen=True)

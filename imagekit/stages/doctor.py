@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import host, reproducibility
-from .engine import Engine, find_builder, nvidia_runtime_present
-from .errors import ImagekitError
-from .facts import version_tuple
-from .matrix import CiSpec, ImageSpec
+from imagekit.adapters import host
+from imagekit.adapters.buildkit import find_builder
+from imagekit.adapters.docker_engine import Engine, nvidia_runtime_present
+from imagekit.core.facts import version_tuple
+from imagekit.core.matrix import CiSpec, ImageSpec
+from imagekit.errors import ImagekitError
+from imagekit.stages import reproducibility
 
 # A torch 2.6 image is about 6 GB, plus pip's cache and BuildKit's layers while building.
 DISK_PER_IMAGE = 10 * 2**30

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from .matrix import SizeBudget
-from .package_manifest import PackageManifest, human
+from imagekit.core.manifest import PackageManifest, human
+from imagekit.core.matrix import SizeBudget
 
 SHOWN = 8  # how many layers and packages an over-budget message lists
 

@@ -22,10 +22,11 @@ import jinja2.loaders
 import jinja2.sandbox
 import markupsafe
 
-from . import grammar
-from .errors import ConfigurationError
-from .lock import Lock, apt_wanted
-from .matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix, inside
+from imagekit.core import grammar
+from imagekit.core.lock import Lock, apt_wanted
+from imagekit.core.manifest import MANIFEST_PATH, MANIFEST_SCRIPT
+from imagekit.core.matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix, inside
+from imagekit.errors import ConfigurationError
 
 # The build argument that carries an extension's exact parent: its content tag, or its registry
 # digest once it has one (README "Extensions").
@@ -35,8 +36,6 @@ BASE_ARG = "IMAGEKIT_BASE"
 REQUIREMENTS = "requirements.txt"
 # The script that writes each image's package manifest, sent in the build context, and where the
 # manifest lands in the image (README "Package manifest").
-MANIFEST_SCRIPT = "write_manifest.py"
-MANIFEST_PATH = "/opt/imagekit/manifest.json"
 UNLOCKED = "# {image} is not in the lock file: run `imagekit lock`. A build refuses it.\n"
 # What every apt step removes after installing: the package lists and caches (size), and the files
 # apt, dpkg and ldconfig stamp with the time of the run, which would make two builds' layers differ

@@ -12,19 +12,21 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console
-from .engine import OCI, Builder, BuildProcesses, Engine, run_build
-from .errors import ImagekitError
-from .identity import Identity, identify
-from .matrix import ImageSpec, SizeBudget
-from .package_manifest import PackageManifest, human
-from .package_manifest import read as read_manifest
-from .pip_secrets import pip_secrets
-from .provenance import Provenance
-from .render import BASE_ARG, PARENT_ARG, Rendered
-from .reports import BUILD_SUITE, Case, Suite, log_tail, write_atomic, write_suites
-from .reproducibility import Reproducibility
-from .size_budget import over_budget
+from imagekit import console
+from imagekit.adapters.buildkit import OCI, Builder, BuildProcesses, run_build
+from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.secrets import pip_secrets
+from imagekit.core.budget import over_budget
+from imagekit.core.identity import Identity
+from imagekit.core.manifest import PackageManifest, human
+from imagekit.core.matrix import ImageSpec, SizeBudget
+from imagekit.core.provenance import Provenance
+from imagekit.core.render import BASE_ARG, PARENT_ARG, Rendered
+from imagekit.errors import ImagekitError
+from imagekit.reports import BUILD_SUITE, Case, Suite, log_tail, write_atomic, write_suites
+from imagekit.stages.identity import resolve_identity
+from imagekit.stages.inspect import read_manifest
+from imagekit.stages.reproducibility import Reproducibility
 
 
 @dataclass(frozen=True)
@@ -46,18 +48,6 @@ class BuildOutcome:
             case.outcome, case.message = "failed", self.message
             case.text = log_tail(self.log) if self.log else self.message
         return case
-
-
-def resolve_identity(engine: Engine, rendered: Rendered, *, pull: bool) -> Identity | None:
-    """Bind a rendered image to its content id on this engine; None when its base is absent. An
-    extension's base is its parent's exact content, the image id behind the parent's content tag:
-    None until the parent is built."""
-    if rendered.parent is None:
-        base_ref = engine.locked_base(rendered.image.base_image, rendered.base_lock, pull=pull)
-        return identify(rendered, base_ref) if base_ref else None
-    parent = resolve_identity(engine, rendered.parent, pull=pull)
-    attrs = engine.inspect_image(parent.content_tag) if parent else None
-    return identify(rendered, attrs["Id"], parent) if attrs else None
 
 
 @dataclass

@@ -7,29 +7,15 @@ from __future__ import annotations
 import re
 import shlex
 
-from .engine import Engine
-from .errors import EngineError, ImagekitError
+from imagekit.adapters.docker_engine import Engine
+from imagekit.errors import EngineError, ImagekitError
 
-# What the templates install per stage, before pinning (README "The lock file"). `system` only when
-# the base lacks the matrix's Python with venv and ensurepip: a site's own base may bring it.
-SYSTEM = ("python{py}", "python{py}-venv", "ca-certificates")
-DEVEL = ("build-essential", "git", "ninja-build", "python{py}-dev")
 _INST = re.compile(r"^Inst (\S+) (?:\[[^\]]*\] )?\((\S+) ", re.MULTILINE)
 _SECTION = re.compile(r"^== (\w+)$", re.MULTILINE)
 
 
 class AptResolutionError(ImagekitError):
     """apt could not resolve a package set in the base (no such package, unreachable mirror)."""
-
-
-def wanted(flavor: str, python: str, extension_apt: tuple[str, ...] | None) -> dict[str, list[str]]:
-    """Stage → the apt packages an image asks for. An extension has one stage, its own."""
-    if extension_apt is not None:
-        return {"extension": list(extension_apt)} if extension_apt else {}
-    stages = {"system": [p.format(py=python) for p in SYSTEM]}
-    if flavor == "devel":
-        stages["devel"] = [p.format(py=python) for p in DEVEL]
-    return stages
 
 
 def _script(python: str, stages: dict[str, list[str]], installed: list[str]) -> str:

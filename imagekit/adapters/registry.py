@@ -17,7 +17,7 @@ from typing import Any
 import docker.auth
 import requests
 
-from .errors import ImagekitError, RegistryError
+from imagekit.errors import ImagekitError, RegistryError
 
 CERTS_D = Path("/etc/docker/certs.d")
 MANIFEST_TYPES = ", ".join(

@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import console, host
-from .build import resolve_identity
-from .engine import Engine, gpu_request, nvidia_runtime_present
-from .errors import EngineError
-from .render import Rendered
-from .reports import CONTENT_ID_PROPERTY, Case, Suite, log_tail, stamp_suites, write_suites
+from imagekit import console
+from imagekit.adapters import host
+from imagekit.adapters.docker_engine import Engine, gpu_request, nvidia_runtime_present
+from imagekit.core.render import Rendered
+from imagekit.errors import EngineError
+from imagekit.reports import CONTENT_ID_PROPERTY, Case, Suite, log_tail, stamp_suites, write_suites
+from imagekit.stages.identity import resolve_identity
 
 SMOKE_MOUNT = "/imagekit/smoke"
 EXTENSION_MOUNT = "/imagekit/extension"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from uv import find_uv_bin
 
-from .errors import ImagekitError
-from .pip_secrets import ca_bundle, expand
-from .provenance import public_url
+from imagekit.adapters.secrets import ca_bundle, expand
+from imagekit.core.provenance import public_url
+from imagekit.errors import ImagekitError
 
 # The images are linux/amd64 with glibc >= 2.31 (Debian 11+, Ubuntu 20.04+); torch's wheels need 2.28.
 PLATFORM = "x86_64-manylinux_2_28"

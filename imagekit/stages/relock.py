@@ -1,0 +1,59 @@
+"""Bring a lock file up to date: pin bases on the engine, resolve hashed requirement sets with uv and
+apt versions in the base image."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from imagekit.adapters.apt_resolver import resolve_apt
+from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.pip_resolver import resolve
+from imagekit.core.lock import Lock, Locked, apt_wanted, direct_requirements, pins
+from imagekit.core.matrix import ImageSpec, Matrix
+from imagekit.errors import ImagekitError
+
+
+def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False) -> dict[str, str]:
+    """Bring ``lock`` up to date for ``images`` (in matrix order: parents first). A current entry is
+    kept as it is, like any lock tool, unless ``upgrade``: re-locking must not drift. The one
+    exception is a local base (pinned by image id), made per host: its pin follows this host's.
+    Returns what happened per image: kept, re-pinned local base, resolved, or `failed: why`."""
+    done: dict[str, str] = {}
+    for image in images:
+        current = lock.images.get(image.id)
+        try:
+            if current is not None and not upgrade and current.apt is not None and current.resolved_from == lock.resolution(image):
+                # The pins were resolved from what the matrix asks now. When only what does not
+                # change a resolution moved (the user, the environment, a template), the entry
+                # keeps its pins and records its new inputs: the lock's diff shows it.
+                kept = replace(current, inputs=lock.inputs(image, matrix))
+                lock.images[image.id] = kept
+                done[image.id] = "kept" if kept == current else "kept, inputs recorded"
+                if kept.base is not None and "@" not in kept.base:
+                    local = engine.resolve(image.base_image, pull=False)
+                    if local is not None and local != kept.base:
+                        # Another base can need other apt versions: pin them against this one.
+                        apt = resolve_apt(engine, local, image.python, apt_wanted(image))
+                        lock.images[image.id] = replace(kept, base=local, apt=apt)
+                        done[image.id] = "re-pinned local base"
+                continue
+            base, constraints = None, None
+            if image.parent is None:
+                base = engine.resolve(image.base_image, pull=True)
+                apt_base, installed = base, []
+            elif lock.problem(matrix.image(image.parent), matrix) is None:
+                parent = lock.images[image.parent]
+                # The parent's exact set constrains the extension's: it adds, never swaps.
+                constraints = pins(parent.requirements)
+                apt_base, installed = parent.base, parent.apt_pins()
+            else:
+                done[image.id] = f"failed: its parent {image.parent} is not locked: lock it first (include it in --only)"
+                continue
+            requirements = resolve(direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints)
+            apt = resolve_apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
+        except ImagekitError as exc:
+            done[image.id] = f"failed: {exc.message}"
+            continue
+        lock.images[image.id] = Locked(lock.inputs(image, matrix), base, requirements, apt, lock.resolution(image))
+        done[image.id] = "resolved"
+    return done

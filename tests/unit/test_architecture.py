@@ -1,0 +1,50 @@
+"""The layering the README's "Architecture" section promises, checked rather than hoped for."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "imagekit"
+SIDE_EFFECTS = ("docker", "requests", "urllib3", "uv", "subprocess")
+
+
+@pytest.mark.subprocess
+def test_the_core_imports_nothing_that_talks_to_engines_networks_or_processes():
+    # A fresh interpreter: this one has loaded the adapters already, for other tests.
+    code = (
+        "import json, sys, pkgutil, importlib, imagekit.core\n"
+        "for m in pkgutil.iter_modules(imagekit.core.__path__): importlib.import_module('imagekit.core.' + m.name)\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert "imagekit.core.render" in loaded and "imagekit.core.lock" in loaded
+    assert [m for m in loaded if m.split(".")[0] in SIDE_EFFECTS] == []
+    assert [m for m in loaded if m.startswith("imagekit.") and m.split(".")[1] in ("adapters", "stages", "cli", "reports")] == []
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+@pytest.mark.parametrize("layer", ["core", "adapters"])
+def test_lower_layers_never_import_higher_ones(layer):
+    higher = {"core": ("adapters", "stages", "cli", "reports"), "adapters": ("stages", "cli")}[layer]
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in _imports(path) if m.startswith("imagekit.") and m.split(".")[1] in higher)
+        for path in (PACKAGE / layer).glob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
