@@ -1,4 +1,5 @@
-"""JUnit reports (per image, for builds, merged) and the Markdown summary.
+"""The reports folder (`ReportsDir`: the one owner of every path in it), JUnit reports (per image,
+for builds, merged) and the Markdown summary.
 
 The reports follow the Jenkins xUnit junit-10.xsd that CI viewers read: a <testsuites> root with
 <testsuite> children; suite-level <properties> only (testcase-level properties are not in it).
@@ -17,6 +18,56 @@ from imagekit.files import write_atomic
 BUILD_SUITE = "imagekit.build"
 CONTENT_ID_PROPERTY = "imagekit.content-id"
 LOG_TAIL_LINES = 60
+HOST = "host"  # the name `imagekit smoke`'s run goes by, where an image id goes otherwise
+
+
+@dataclass(frozen=True)
+class ReportsDir:
+    """Everything a run leaves for people and for later commands, under one folder:
+
+        junit/build.xml  junit/<image>.xml (the smoke run; publish's gate reads it)  junit.xml (merged)
+        logs/build-<image>.log  logs/size-<image>.log  logs/test-<image>.log  logs/verify-<image>.log
+        manifests/<image>.json  artifacts/<image>/  verify-<image>.json  summary.md  published.json
+
+    Nothing else builds a path in it, so a writer and its reader cannot drift apart."""
+
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, step: str, image_id: str) -> Path:
+        """`step`: build, size, test or verify."""
+        return self.logs / f"{step}-{image_id}.log"
+
+    @property
+    def build_junit(self) -> Path:
+        return self.root / "junit" / "build.xml"
+
+    def test_junit(self, image_id: str) -> Path:
+        return self.root / "junit" / f"{image_id}.xml"
+
+    @property
+    def merged_junit(self) -> Path:
+        return self.root / "junit.xml"
+
+    def manifest(self, image_id: str) -> Path:
+        return self.root / "manifests" / f"{image_id}.json"
+
+    def artifacts(self, image_id: str) -> Path:
+        return self.root / "artifacts" / image_id
+
+    def verify_record(self, image_id: str) -> Path:
+        return self.root / f"verify-{image_id}.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.md"
+
+    @property
+    def published(self) -> Path:
+        return self.root / "published.json"
 
 
 @dataclass

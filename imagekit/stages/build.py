@@ -23,7 +23,8 @@ from imagekit.core.matrix import ImageSpec, SizeBudget
 from imagekit.core.provenance import Provenance
 from imagekit.core.render import BASE_ARG, PARENT_ARG, Rendered
 from imagekit.errors import ImagekitError
-from imagekit.reports import BUILD_SUITE, Case, Suite, log_tail, write_atomic, write_suites
+from imagekit.outcomes import Built
+from imagekit.reports import BUILD_SUITE, Case, ReportsDir, Suite, log_tail, write_atomic, write_suites
 from imagekit.stages.identity import resolve_identity
 from imagekit.stages.inspect import read_manifest
 from imagekit.stages.reproducibility import Reproducibility
@@ -32,7 +33,7 @@ from imagekit.stages.reproducibility import Reproducibility
 @dataclass(frozen=True)
 class BuildOutcome:
     image: ImageSpec
-    state: str  # built | unchanged | failed | blocked (its parent failed)
+    state: Built
     seconds: float
     content_tag: str | None = None
     log: Path | None = None
@@ -42,9 +43,9 @@ class BuildOutcome:
 
     def case(self) -> Case:
         case = Case(name=self.image.id, classname=BUILD_SUITE, time=self.seconds)
-        if self.state == "unchanged":
+        if self.state is Built.UNCHANGED:
             case.outcome, case.message = "skipped", f"unchanged: {self.content_tag} already exists"
-        elif self.state in ("failed", "blocked"):
+        elif not self.state.ok:
             case.outcome, case.message = "failed", self.message
             case.text = log_tail(self.log) if self.log else self.message
         return case
@@ -56,7 +57,7 @@ class BuildRun:
     builder: Builder
     provenance: Provenance
     render_dir: Path
-    logs_dir: Path
+    reports: ReportsDir
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
     reproducibility: Reproducibility | None = None  # None: pass the builder nothing for it
     procs: BuildProcesses = field(default_factory=BuildProcesses)
@@ -65,7 +66,7 @@ class BuildRun:
         image = rendered.image
         start = time.monotonic()
 
-        def outcome(state: str, **kw: object) -> BuildOutcome:
+        def outcome(state: Built, **kw: object) -> BuildOutcome:
             board.set(image.id, state, str(kw.get("message", "")), final=True)
             return BuildOutcome(image=image, state=state, seconds=time.monotonic() - start, **kw)  # type: ignore[arg-type]
 
@@ -73,28 +74,30 @@ class BuildRun:
             board.set(image.id, "resolving base", image.base_image)
             ident = resolve_identity(self.engine, rendered, pull=True)
             if ident is None:  # pull=True raises for a base image: this is an extension's parent
-                return outcome("blocked", message=f"its parent {image.parent} is not built")
+                return outcome(Built.BLOCKED, message=f"its parent {image.parent} is not built")
             if self.engine.inspect_image(ident.content_tag) is not None:
                 # The moving tag follows the content tag, even if something else was tagged meanwhile.
                 self.engine.tag(ident.content_tag, image.tag)
-                return self._measured(ident, "unchanged", None, outcome)
-            log_path = self.logs_dir / f"build-{image.id}.log"
+                return self._measured(ident, Built.UNCHANGED, None, outcome)
+            log_path = self.reports.log("build", image.id)
             board.set(image.id, "building")
             rc = self.docker_build(ident, secrets, ident.tags, log_path, lambda line: board.set(image.id, "building", line))
             if rc != 0:
-                return outcome("failed", content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}")
+                return outcome(
+                    Built.FAILED, content_tag=ident.content_tag, log=log_path, message=f"docker build exited {rc}; log: {log_path}"
+                )
             if self.engine.inspect_image(ident.content_tag) is None:
-                return outcome("failed", log=log_path, message=f"build succeeded but {ident.content_tag} is not on the engine")
+                return outcome(Built.FAILED, log=log_path, message=f"build succeeded but {ident.content_tag} is not on the engine")
             if ident.parent and not _built_on(self.engine.layers(ident.content_tag), self.engine.layers(ident.parent.content_tag)):
                 # The parent's tag moved during the build, or the snippet changed FROM: not the tested parent.
-                return outcome("failed", log=log_path, message=f"{ident.content_tag} does not start with its parent's layers")
-            return self._measured(ident, "built", log_path, outcome)
+                return outcome(Built.FAILED, log=log_path, message=f"{ident.content_tag} does not start with its parent's layers")
+            return self._measured(ident, Built.BUILT, log_path, outcome)
         except ImagekitError as exc:
-            return outcome("failed", message=f"{exc.message} ({exc.tip})" if exc.tip else exc.message)
+            return outcome(Built.FAILED, message=f"{exc.message} ({exc.tip})" if exc.tip else exc.message)
         except Exception as exc:  # noqa: BLE001 - one image's surprise must not stop the others
-            return outcome("failed", message=f"{type(exc).__name__}: {exc}")
+            return outcome(Built.FAILED, message=f"{type(exc).__name__}: {exc}")
 
-    def _measured(self, ident: Identity, state: str, log: Path | None, outcome: Callable[..., BuildOutcome]) -> BuildOutcome:
+    def _measured(self, ident: Identity, state: Built, log: Path | None, outcome: Callable[..., BuildOutcome]) -> BuildOutcome:
         """Record the image's size and package manifest (reports/manifests/<id>.json), and fail it
         when it is over its size budget: then its tags are removed, so nothing over budget is left
         to test or publish (a rebuild from the build cache brings it back in seconds)."""
@@ -113,16 +116,16 @@ class BuildRun:
             "manifest": manifest if isinstance(manifest, str) else manifest.as_dict(),
             "layers": [{"size": s, "created_by": c} for s, c in layers],
         }
-        write_atomic(self.logs_dir.parent / "manifests" / f"{image.id}.json", json.dumps(record, indent=2) + "\n")
+        write_atomic(self.reports.manifest(image.id), json.dumps(record, indent=2) + "\n")
         budget = self.size_budgets.get(image.id)
         details = over_budget(size, budget, layers, manifest) if budget else []
         if details:
             for tag in ident.tags:
                 self.engine.remove_image(tag)
-            path = self.logs_dir / f"size-{image.id}.log"
+            path = self.reports.log("size", image.id)
             write_atomic(path, "\n".join(details) + "\n")
             return outcome(
-                "failed", log=path, size=size, details=tuple(details), message=f"{details[0]}; its tags were removed; see {path}"
+                Built.FAILED, log=path, size=size, details=tuple(details), message=f"{details[0]}; its tags were removed; see {path}"
             )
         return outcome(state, content_tag=ident.content_tag, log=log, size=size, message=f"{ident.content_tag}, {human(size)}")
 
@@ -192,11 +195,11 @@ def build_images(
     provenance: Provenance,
     jobs: int,
     render_dir: Path,
-    reports_dir: Path,
+    reports: ReportsDir,
     size_budgets: dict[str, SizeBudget] | None = None,
     reproducibility: Reproducibility | None = None,
 ) -> list[BuildOutcome]:
-    run = BuildRun(engine, builder, provenance, render_dir, reports_dir / "logs", size_budgets or {}, reproducibility)
+    run = BuildRun(engine, builder, provenance, render_dir, reports, size_budgets or {}, reproducibility)
     board = console.StatusBoard([r.image.id for r in rendered])
     with pip_secrets({r.image.index_url for r in rendered}) as secrets, board.shown():
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -206,10 +209,10 @@ def build_images(
                 for ready in _schedule(rendered, done):
                     for r in ready:
                         parent = done.get(str(r.image.parent))
-                        if parent is not None and parent.state in ("failed", "blocked"):
+                        if parent is not None and not parent.state.ok:
                             message = f"not built: its parent {parent.image.id} {parent.state}"
                             board.set(r.image.id, "blocked", message, final=True)
-                            done[r.image.id] = BuildOutcome(image=r.image, state="blocked", seconds=0.0, message=message)
+                            done[r.image.id] = BuildOutcome(image=r.image, state=Built.BLOCKED, seconds=0.0, message=message)
                         else:
                             running[pool.submit(run.one, r, secrets[r.image.index_url], board)] = r
                     finished: set[Future[BuildOutcome]] = set()
@@ -226,7 +229,7 @@ def build_images(
                 run.procs.stop_all()
                 raise
     outcomes = [done[r.image.id] for r in rendered]
-    write_suites(reports_dir / "junit" / "build.xml", [Suite(BUILD_SUITE, [o.case() for o in outcomes])])
+    write_suites(reports.build_junit, [Suite(BUILD_SUITE, [o.case() for o in outcomes])])
     return outcomes
 
 

@@ -22,7 +22,8 @@ from imagekit.adapters.registry import ImageKey, Manifest, Registry, auth_config
 from imagekit.core.identity import Identity
 from imagekit.core.render import Rendered
 from imagekit.errors import ImagekitError, RegistryError
-from imagekit.reports import CONTENT_ID_PROPERTY
+from imagekit.outcomes import Published
+from imagekit.reports import CONTENT_ID_PROPERTY, ReportsDir
 from imagekit.stages.identity import resolve_identity
 
 T = TypeVar("T")
@@ -51,7 +52,7 @@ class Retry:
 @dataclass
 class PublishOutcome:
     image_id: str
-    state: str  # published | unchanged (already in the registry) | would publish (dry run) | refused | failed
+    state: Published
     message: str = ""
     tags: list[str] = field(default_factory=list)
     digest: str = ""
@@ -90,7 +91,7 @@ def gate(ident: Identity, report: Path) -> str | None:
 class Publisher:
     engine: Engine
     registry_ref: str  # host[:port]/path
-    reports_dir: Path
+    reports: ReportsDir
     dry_run: bool = False
     retry: Retry = field(default_factory=Retry)
     # Images this run has published (or, in a dry run, would publish): an extension may follow them.
@@ -103,12 +104,12 @@ class Publisher:
 
     def one(self, rendered: Rendered) -> PublishOutcome:
         image = rendered.image
-        out = PublishOutcome(image.id, "refused")
+        out = PublishOutcome(image.id, Published.REFUSED)
         ident = resolve_identity(self.engine, rendered, pull=False)
         if ident is None or (key := self.engine.key(ident.content_tag)) is None:
             out.message = "not built from the current matrix and templates: run `imagekit build` and `imagekit test`"
             return out
-        report = self.reports_dir / "junit" / f"{image.id}.xml"
+        report = self.reports.test_junit(image.id)
         refusal = gate(ident, report)
         if refusal:
             out.message = refusal
@@ -131,7 +132,7 @@ class Publisher:
                                f"this image's {key.of} {key.digest[:19]}); immutable tags are never overwritten")  # fmt: skip
                 return out
             if self.dry_run:
-                out.state = "would publish"
+                out.state = Published.PLANNED
                 out.message = f"{'moving tag only: ' if existing else ''}push {', '.join(out.tags)}"
                 return out
             pushed = self._push(target, immutable, ident.content_tag) if existing is None else existing.digest
@@ -140,9 +141,9 @@ class Publisher:
             if moved.digest != manifest.digest:
                 raise RegistryError(f"{target}:{moving} and {target}:{immutable} name different manifests", transient=False)
         except ImagekitError as exc:
-            out.state, out.message = "failed", exc.message
+            out.state, out.message = Published.FAILED, exc.message
             return out
-        out.state = "unchanged" if existing is not None else "published"
+        out.state = Published.UNCHANGED if existing is not None else Published.PUBLISHED
         out.digest, out.size = manifest.digest, manifest.size
         out.message = f"{target}@{manifest.digest}"
         return out
@@ -196,7 +197,7 @@ def publish_images(rendered: list[Rendered], publisher: Publisher) -> list[Publi
             for r in rendered:
                 board.set(r.image.id, "publishing" if not publisher.dry_run else "planning")
                 outcome = publisher.one(r)
-                if outcome.state in ("published", "unchanged", "would publish"):
+                if outcome.state.ok:
                     publisher.done.add(r.image.id)
                 board.set(r.image.id, outcome.state, outcome.message, final=True)
                 outcomes.append(outcome)

@@ -3,7 +3,7 @@ apt versions in the base image."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from imagekit.adapters.apt_resolver import resolve_apt
 from imagekit.adapters.docker_engine import Engine
@@ -11,14 +11,21 @@ from imagekit.adapters.pip_resolver import resolve
 from imagekit.core.lock import Lock, Locked, apt_wanted, direct_requirements, pins
 from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.errors import ImagekitError
+from imagekit.outcomes import Relocked
 
 
-def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False) -> dict[str, str]:
+@dataclass(frozen=True)
+class LockOutcome:
+    state: Relocked
+    message: str = ""
+
+
+def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False) -> dict[str, LockOutcome]:
     """Bring ``lock`` up to date for ``images`` (in matrix order: parents first). A current entry is
     kept as it is, like any lock tool, unless ``upgrade``: re-locking must not drift. The one
     exception is a local base (pinned by image id), made per host: its pin follows this host's.
-    Returns what happened per image: kept, re-pinned local base, resolved, or `failed: why`."""
-    done: dict[str, str] = {}
+    Returns what happened per image."""
+    done: dict[str, LockOutcome] = {}
     for image in images:
         current = lock.images.get(image.id)
         try:
@@ -28,14 +35,14 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
                 # keeps its pins and records its new inputs: the lock's diff shows it.
                 kept = replace(current, inputs=lock.inputs(image, matrix))
                 lock.images[image.id] = kept
-                done[image.id] = "kept" if kept == current else "kept, inputs recorded"
+                done[image.id] = LockOutcome(Relocked.KEPT if kept == current else Relocked.INPUTS_RECORDED)
                 if kept.base is not None and "@" not in kept.base:
                     local = engine.resolve(image.base_image, pull=False)
                     if local is not None and local != kept.base:
                         # Another base can need other apt versions: pin them against this one.
                         apt = resolve_apt(engine, local, image.python, apt_wanted(image))
                         lock.images[image.id] = replace(kept, base=local, apt=apt)
-                        done[image.id] = "re-pinned local base"
+                        done[image.id] = LockOutcome(Relocked.REPINNED)
                 continue
             base, constraints = None, None
             if image.parent is None:
@@ -47,13 +54,15 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
                 constraints = pins(parent.requirements)
                 apt_base, installed = parent.base, parent.apt_pins()
             else:
-                done[image.id] = f"failed: its parent {image.parent} is not locked: lock it first (include it in --only)"
+                done[image.id] = LockOutcome(
+                    Relocked.FAILED, f"its parent {image.parent} is not locked: lock it first (include it in --only)"
+                )
                 continue
             requirements = resolve(direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints)
             apt = resolve_apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
         except ImagekitError as exc:
-            done[image.id] = f"failed: {exc.message}"
+            done[image.id] = LockOutcome(Relocked.FAILED, exc.message)
             continue
         lock.images[image.id] = Locked(lock.inputs(image, matrix), base, requirements, apt, lock.resolution(image))
-        done[image.id] = "resolved"
+        done[image.id] = LockOutcome(Relocked.RESOLVED)
     return done

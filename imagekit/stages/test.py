@@ -21,7 +21,8 @@ from imagekit.adapters import host
 from imagekit.adapters.docker_engine import Engine, gpu_request, nvidia_runtime_present
 from imagekit.core.render import Rendered
 from imagekit.errors import EngineError
-from imagekit.reports import CONTENT_ID_PROPERTY, Case, Suite, log_tail, stamp_suites, write_suites
+from imagekit.outcomes import Tested
+from imagekit.reports import CONTENT_ID_PROPERTY, HOST, Case, ReportsDir, Suite, log_tail, stamp_suites, write_suites
 from imagekit.stages.identity import resolve_identity
 
 SMOKE_MOUNT = "/imagekit/smoke"
@@ -42,7 +43,7 @@ class SmokeOptions:
 @dataclass(frozen=True)
 class SmokeOutcome:
     image_id: str
-    state: str  # passed | failed | error | not built
+    state: Tested
     seconds: float
     report: Path
     message: str = ""
@@ -107,40 +108,40 @@ def _outcome(
     if exit_code is None:
         message = f"smoke suite timed out after {timeout:.0f}s and was stopped"
         _failed_report(report, image_id, "failed", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "failed", seconds, report, message)
+        return SmokeOutcome(image_id, Tested.FAILED, seconds, report, message)
     if not produced.is_file():
         message = f"the smoke suite wrote no report (exit {exit_code}); see {log_path}"
         _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "error", seconds, report, message)
+        return SmokeOutcome(image_id, Tested.ERROR, seconds, report, message)
     report.parent.mkdir(parents=True, exist_ok=True)
     stamp_suites(produced, stamp)
     os.replace(produced, report)
     if exit_code == 0:
-        return SmokeOutcome(image_id, "passed", seconds, report)
+        return SmokeOutcome(image_id, Tested.PASSED, seconds, report)
     if exit_code == 5:
         message = "the smoke suite collected no tests"
         _failed_report(report, image_id, "error", message, log_tail(log_path))
-        return SmokeOutcome(image_id, "error", seconds, report, message)
-    state = "failed" if exit_code == 1 else "error"
+        return SmokeOutcome(image_id, Tested.ERROR, seconds, report, message)
+    state = Tested.FAILED if exit_code == 1 else Tested.ERROR
     return SmokeOutcome(image_id, state, seconds, report, f"pytest exited {exit_code}; see {log_path}")
 
 
 def smoke_one(
-    rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports_dir: Path, extension_tests: Path | None = None
+    rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports: ReportsDir, extension_tests: Path | None = None
 ) -> SmokeOutcome:
     image_id = rendered.image.id
-    report = reports_dir / "junit" / f"{image_id}.xml"
+    report = reports.test_junit(image_id)
     start = time.monotonic()
     ident = resolve_identity(engine, rendered, pull=False)
     if ident is None or engine.inspect_image(ident.content_tag) is None:
         wanted = ident.content_tag if ident else f"{rendered.image.tag} (its base {rendered.image.base_image} is absent)"
         message = f"{wanted} is not built from the current matrix and templates: run `imagekit build` first"
         _failed_report(report, image_id, "error", message, message)
-        return SmokeOutcome(image_id, "not built", 0.0, report, message)
+        return SmokeOutcome(image_id, Tested.NOT_BUILT, 0.0, report, message)
 
-    out_dir = _fresh_dir(reports_dir / "artifacts" / image_id)
+    out_dir = _fresh_dir(reports.artifacts(image_id))
     os.chmod(out_dir, 0o777)  # noqa: S103 - the image writes here as its own non-root user
-    log_path = reports_dir / "logs" / f"test-{image_id}.log"
+    log_path = reports.log("test", image_id)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     volumes = {
         str(smoke_dir.resolve()): {"bind": SMOKE_MOUNT, "mode": "ro"},
@@ -166,12 +167,12 @@ def smoke_one(
     return _outcome(image_id, exit_code, out_dir, report, log_path, time.monotonic() - start, options.timeout, stamp)
 
 
-def smoke_host(smoke_dir: Path, reports_dir: Path, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:
+def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:
     """The same suite on this host, with this Python: vets a GPU node without an image."""
     name = f"host-{socket.gethostname()}"
-    out_dir = _fresh_dir(reports_dir / "artifacts" / "host")
-    report = reports_dir / "junit" / "host.xml"
-    log_path = reports_dir / "logs" / "test-host.log"
+    out_dir = _fresh_dir(reports.artifacts(HOST))
+    report = reports.test_junit(HOST)
+    log_path = reports.log("test", HOST)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
@@ -191,7 +192,7 @@ def smoke_images(
     engine: Engine,
     options: SmokeOptions,
     smoke_dir: Path,
-    reports_dir: Path,
+    reports: ReportsDir,
     extension_tests: dict[str, Path] | None = None,
 ) -> list[SmokeOutcome]:
     board = console.StatusBoard([r.image.id for r in rendered])
@@ -200,11 +201,11 @@ def smoke_images(
         for r in rendered:
             board.set(r.image.id, "testing", f"gpus={options.gpus}")
             try:
-                outcome = smoke_one(r, engine, options, smoke_dir, reports_dir, (extension_tests or {}).get(r.image.id))
+                outcome = smoke_one(r, engine, options, smoke_dir, reports, (extension_tests or {}).get(r.image.id))
             except EngineError as exc:
-                report = reports_dir / "junit" / f"{r.image.id}.xml"
+                report = reports.test_junit(r.image.id)
                 _failed_report(report, r.image.id, "error", exc.message, exc.message)
-                outcome = SmokeOutcome(r.image.id, "error", 0.0, report, exc.message)
+                outcome = SmokeOutcome(r.image.id, Tested.ERROR, 0.0, report, exc.message)
             board.set(r.image.id, outcome.state, outcome.message, final=True)
             outcomes.append(outcome)
     return outcomes

@@ -20,7 +20,8 @@ from typing import IO
 from imagekit import console
 from imagekit.core.render import Rendered
 from imagekit.errors import ImagekitError
-from imagekit.reports import write_atomic
+from imagekit.outcomes import Verified
+from imagekit.reports import ReportsDir, write_atomic
 from imagekit.stages.build import BuildRun
 from imagekit.stages.identity import resolve_identity
 
@@ -102,7 +103,7 @@ def compare(original: dict[str, Entry], rebuilt: dict[str, Entry]) -> tuple[list
 @dataclass
 class VerifyOutcome:
     image_id: str
-    state: str  # same | different | failed
+    state: Verified = Verified.FAILED
     message: str = ""
     compared: str = ""  # image digests | file trees | image digests and file trees
     digests: tuple[str, str] | None = None  # (original, rebuild) image ids
@@ -112,12 +113,12 @@ class VerifyOutcome:
     cache_reclaimed: int = 0  # bytes of the rebuild's build cache dropped afterwards
 
 
-def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], reports_dir: Path) -> VerifyOutcome:
+def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], reports: ReportsDir) -> VerifyOutcome:
     """Rebuild ``rendered`` with no build cache into a temporary tag and compare its file tree with
     the built image's; the temporary image is removed whatever happens."""
     image = rendered.image
     start = time.monotonic()
-    out = VerifyOutcome(image.id, "failed")
+    out = VerifyOutcome(image.id)
     try:
         existing = run.engine.inspect_image(image.tag)
         ident = resolve_identity(run.engine, rendered, pull=False)
@@ -129,7 +130,7 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         # lock must match it, so a changed pin shows up as the paths it changed.
         was = (existing["Config"].get("Labels") or {}).get("io.imagekit.content-id", "")
         rebuild_tag = f"{image.repository}:{image.id}-verify"
-        log_path = reports_dir / "logs" / f"verify-{image.id}.log"
+        log_path = reports.log("verify", image.id)
         console.info(f"{image.id}: rebuilding without the build cache (log: {log_path})")
         cache_before = run.engine.build_cache_ids()
         paths = 0
@@ -158,7 +159,7 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         finally:
             run.engine.remove_image(rebuild_tag)
             out.cache_reclaimed = _drop_rebuild_cache(run, image.id, cache_before)
-        out.state = "different" if out.differences else "same"
+        out.state = Verified.DIFFERENT if out.differences else Verified.SAME
         inputs = (
             "same inputs"
             if was == ident.content_id
@@ -174,7 +175,7 @@ def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], repo
         out.message = exc.message
     finally:
         out.seconds = time.monotonic() - start
-        write_atomic(reports_dir / f"verify-{image.id}.json", json.dumps(asdict(out), indent=2) + "\n")
+        write_atomic(reports.verify_record(image.id), json.dumps(asdict(out), indent=2) + "\n")
     return out
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from imagekit.cli import main
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 M = ROOT / "tests" / "matrices"
 
@@ -60,10 +62,36 @@ def test_unreachable_engine_is_a_clear_error(tmp_path):
     assert "cannot reach the Docker engine" in out.stderr and "TIP" in out.stderr and "Traceback" not in out.stderr
 
 
-def test_build_without_a_lock_file_says_how_to_make_one(tmp_path):
-    out = imagekit("build", "--lock", str(tmp_path / "nope.lock"))
-    assert out.returncode == 2
-    assert f"no lock file {tmp_path / 'nope.lock'}" in out.stderr and "run `imagekit lock`" in out.stderr
+def test_build_without_a_lock_file_locks_first_and_locked_refuses(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "nope.lock"
+    assert main(["build", "--lock", str(missing), "--locked"]) == 2
+    err = capsys.readouterr().err
+    assert f"no lock file {missing}, and --locked refuses to write one" in err and "run `imagekit lock`" in err
+    monkeypatch.setenv("IMAGEKIT_LOCKED", "1")  # what CI sets once per job
+    assert main(["build", "--lock", str(missing)]) == 2 and "--locked refuses" in capsys.readouterr().err
+    monkeypatch.delenv("IMAGEKIT_LOCKED")
+    # Without --locked it sets out to lock (here it needs the engine, which unit tests have none of).
+    assert main(["build", "--lock", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"no lock file {missing}: locking 6 image(s) first" in err and "cannot reach the Docker engine" in err
+    assert not missing.exists(), "nothing half-done is written"
+
+
+def test_commands_refuse_options_that_do_not_concern_them(capsys):
+    assert main(["build", "--dry-run"]) == 2, "a build asked for a dry run must not build for real"
+    err = capsys.readouterr().err
+    assert "`imagekit build` does not take --dry-run: it concerns `imagekit publish`" in err
+    assert main(["test", "--jobs", "3"]) == 2
+    assert "set IMAGEKIT_JOBS" in capsys.readouterr().err, "the tip names the way to hand it to several sessions"
+    assert main(["render", "--gpus=all"]) == 2 and "it concerns `imagekit test`" in capsys.readouterr().err
+    assert main(["build", "--frobnicate"]) == 2 and "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_an_environment_default_is_checked_like_its_flag_and_only_where_it_concerns_the_command(capsys, monkeypatch):
+    monkeypatch.setenv("IMAGEKIT_GPUS", "some")
+    assert main(["test"]) == 2
+    assert "$IMAGEKIT_GPUS ('some'): expected all, none, auto or device=0,1" in capsys.readouterr().err
+    assert main(["matrix", "validate"]) == 0, "validate takes no --gpus, so it ignores the variable"
 
 
 def test_options_left_out_come_from_the_environment_and_given_ones_win():

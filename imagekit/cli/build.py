@@ -1,0 +1,64 @@
+"""`imagekit build`: build images with BuildKit, skipping unchanged ones. Like `cargo build` and
+`uv run`, it writes a missing lock file first (and says so); `--locked` (CI) refuses instead. A lock
+that no longer matches the matrix is always refused: re-pinning is `imagekit lock`'s decision."""
+
+from __future__ import annotations
+
+from imagekit import console
+from imagekit.adapters.buildkit import find_builder
+from imagekit.adapters.git import collect
+from imagekit.cli import lock as lock_cmd
+from imagekit.cli import options as o
+from imagekit.cli.common import Args, conclude, current_lock, engine, load, lock_path, rendered
+from imagekit.core.manifest import human
+from imagekit.errors import ConfigurationError
+from imagekit.reports import ReportsDir
+from imagekit.stages import reproducibility
+from imagekit.stages.build import build_images
+
+HELP = "build images with BuildKit (skips unchanged ones; writes a missing lock file unless --locked)"
+OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.LOCKED, o.OUT, o.REPORTS, o.JOBS)
+
+
+def run(args: Args) -> int:
+    matrix = load(args)
+    # An extension is built on its parent's current content, so the parent is built (or found
+    # unchanged) first even when --only names the extension alone.
+    images = matrix.select(args.only, with_parents=True)
+    path = lock_path(args, matrix)
+    if not path.is_file():
+        if args.locked:
+            raise ConfigurationError(
+                f"no lock file {path}, and --locked refuses to write one",
+                tip="run `imagekit lock` with the same --matrix files where the bases and the index are reachable, and commit it",
+            )
+        console.info(f"no lock file {path}: locking {len(images)} image(s) first (`imagekit lock` does this alone)")
+        lock_cmd.write(matrix, images, path, upgrade=False, title=f"wrote {path} (commit it)")
+    lock = current_lock(matrix, images, path)
+    found = rendered(matrix, images, lock)
+    builder, docker = find_builder(), engine()
+    repro = reproducibility.detect(builder, docker)
+    console.info(f"building {len(found)} image(s) with {builder.describe(repro.method)}, {args.jobs} at a time")
+    console.info(f"engine: {docker.describe_store()}; reproducibility on this builder: {repro.describe()}")
+    reports = ReportsDir(args.reports)
+    outcomes = build_images(
+        found,
+        engine=docker,
+        builder=builder,
+        provenance=collect(matrix.files[0].parent, matrix.source),
+        jobs=args.jobs,
+        render_dir=args.out,
+        reports=reports,
+        size_budgets=matrix.size_budgets,
+        reproducibility=repro,
+    )
+    for outcome in outcomes:
+        for line in outcome.details:
+            console.info(f"{outcome.image.id}: {line}")
+    return conclude(
+        "build summary",
+        ["time", "size", "detail"],
+        [(x.image.id, x.state, [f"{x.seconds:.0f}s", human(x.size) if x.size else "–", x.message]) for x in outcomes],
+        failed="failed to build",
+        tip=f"logs are in {reports.logs}",
+    )

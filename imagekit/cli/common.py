@@ -1,0 +1,102 @@
+"""What several commands share: the matrix and lock they read, the engine, and the one way a run
+ends (a table per run, then exit 1 when anything in it failed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from imagekit import console
+from imagekit.adapters.docker_engine import Engine
+from imagekit.cli.options import DEFAULT_MATRIX
+from imagekit.core import lock as lock_mod
+from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
+from imagekit.core.render import Rendered, Renderer
+from imagekit.errors import ConfigurationError, RunFailed
+from imagekit.files import write_atomic
+from imagekit.outcomes import State
+from imagekit.reports import ReportsDir
+
+
+class Args:
+    """One run's options, read-only: a command computes what it needs instead of rewriting them."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        object.__setattr__(self, "_values", dict(values))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"options are read-only ({name})")
+
+
+def load(args: Args) -> Matrix:
+    matrix = load_matrix(args.matrix or [DEFAULT_MATRIX])
+    for note in matrix.notes:
+        console.warn(note)
+    return matrix
+
+
+def lock_path(args: Args, matrix: Matrix) -> Path:
+    return getattr(args, "lock", None) or lock_mod.default_path(matrix)
+
+
+def rendered(matrix: Matrix, images: list[ImageSpec], lock: lock_mod.Lock | None) -> list[Rendered]:
+    renderer = Renderer(matrix, lock)
+    return [renderer.render(i) for i in images]
+
+
+def current_lock(matrix: Matrix, images: list[ImageSpec], path: Path) -> lock_mod.Lock:
+    """The lock file, refused when it does not match the matrix for ``images``."""
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no lock file {path}", tip="`imagekit build` writes it (or run `imagekit lock` with the same --matrix files); commit it"
+        )
+    lock = lock_mod.Lock.read(path)
+    problems = lock.problems(images, matrix)
+    if problems:
+        raise ConfigurationError(
+            "the lock does not match the matrix:\n  " + "\n  ".join(problems),
+            tip=f"run `imagekit lock` with the same --matrix files (it rewrites {path}), then commit it",
+        )
+    return lock
+
+
+def engine() -> Engine:
+    found = Engine()
+    found.version()  # an unreachable engine is one clear error before any work, not a failure per image
+    return found
+
+
+def conclude(title: str, columns: Sequence[str], rows: Sequence[tuple[str, State, Sequence[str]]], *, failed: str, tip: str) -> int:
+    """The end of every run over images: one table (image, state, then ``columns``), then exit 1,
+    naming the images, when any state is not ok. ``failed``: what happened to them, e.g. "failed to build"."""
+    console.table(title, ["image", "result", *columns], [[image, str(state), *rest] for image, state, rest in rows])
+    bad = [image for image, state, _ in rows if not state.ok]
+    if bad:
+        raise RunFailed(f"{len(bad)} of {len(rows)} image(s) {failed}: {', '.join(bad)}", tip=tip)
+    return 0
+
+
+def append_summary(reports: ReportsDir, markdown: str) -> None:
+    """Add to reports/summary.md and, in GitHub Actions, to the job summary."""
+    previous = reports.summary.read_text() if reports.summary.is_file() else ""
+    write_atomic(reports.summary, previous + markdown)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as fh:
+            fh.write(markdown)
+
+
+def require_smoke(matrix: Matrix) -> None:
+    if not (matrix.smoke_dir / "conftest.py").is_file():
+        raise ConfigurationError(
+            f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)"
+        )

@@ -1,0 +1,55 @@
+"""What a stage says about one image, as closed sets of states. Each state's text is what tables,
+reports and the job summary show; ``ok`` says whether it lets the run exit 0."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class State(str, Enum):
+    ok: bool
+
+    def __new__(cls, text: str, ok: bool) -> State:
+        member = str.__new__(cls, text)
+        member._value_ = text
+        member.ok = ok
+        return member
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Built(State):
+    BUILT = "built", True
+    UNCHANGED = "unchanged", True  # its content tag already existed
+    FAILED = "failed", False
+    BLOCKED = "blocked", False  # its parent failed, so it was not tried
+
+
+class Tested(State):
+    PASSED = "passed", True
+    FAILED = "failed", False  # a check failed
+    ERROR = "error", False  # the suite could not run to the end (crash, timeout, no report)
+    NOT_BUILT = "not built", False
+
+
+class Verified(State):
+    SAME = "same", True
+    DIFFERENT = "different", False
+    FAILED = "failed", False
+
+
+class Published(State):
+    PUBLISHED = "published", True
+    UNCHANGED = "unchanged", True  # already in the registry with this content
+    PLANNED = "would publish", True  # a dry run's verdict
+    REFUSED = "refused", False  # the gate said no (untested, changed, parent missing)
+    FAILED = "failed", False
+
+
+class Relocked(State):
+    KEPT = "kept", True
+    INPUTS_RECORDED = "kept, inputs recorded", True
+    REPINNED = "re-pinned local base", True
+    RESOLVED = "resolved", True
+    FAILED = "failed", False
