@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import nox
@@ -38,6 +39,35 @@ def test(session: nox.Session) -> None:
     """Run the smoke suite inside every built image; JUnit and summary under reports/."""
     _install(session)
     session.run("imagekit", "test", *session.posargs)
+
+
+def _given(args: list[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(f"{flag}=") for a in args)
+
+
+# What `offline` builds on when no --matrix is given: the local Debian base instead of nvidia/cuda.
+OFFLINE_MATRICES = ("matrix.yaml", "overlays/local-debian.yaml")
+
+
+@nox.session(reuse_venv=True, default=False)
+def offline(session: nox.Session) -> None:
+    """The main job on a host without Docker Hub, in one command: make the local Debian base
+    (debootstrap, so as root), pin this host's base in the lock, build, test. Arguments after `--`
+    go to lock, build and test alike (--matrix, --only, --lock); with no --matrix it builds
+    matrix.yaml + overlays/local-debian.yaml with a copy of that overlay's lock in .nox, so the
+    committed lock is left as it is."""
+    _install(session)
+    session.run(str(ROOT / "scripts" / "make-local-base"), external=True)
+    args = list(session.posargs)
+    if not _given(args, "--matrix") and not os.environ.get("IMAGEKIT_MATRIX"):
+        args = [f"--matrix={m}" for m in OFFLINE_MATRICES] + args
+        if not _given(args, "--lock"):
+            # A local base is made per host: its pin follows this host's image, in a copy.
+            lock = Path(session.create_tmp()) / "local-debian.lock"
+            lock.write_bytes((ROOT / "overlays" / "local-debian.lock").read_bytes())
+            args.append(f"--lock={lock}")
+    for command in ("lock", "build", "test"):
+        session.run("imagekit", command, *args)
 
 
 @nox.session(reuse_venv=True, default=False)

@@ -38,7 +38,14 @@ class Workspace:
     engine_name: str = ""  # tests/engines.py
 
     def args(self, *extra: str) -> list[str]:
-        return [*self.matrices, "--reports", str(self.reports), "--out", str(self.out), *extra]
+        """Matrices, lock and reports, which build, test, verify and publish all take (the render
+        folder reaches the commands that take it through IMAGEKIT_OUT in ``env``)."""
+        return [*self.matrices, "--reports", str(self.reports), *extra]
+
+    @property
+    def matrix_files(self) -> list[str]:
+        """The --matrix flags alone, for commands that read no lock (doctor, manifest, diff)."""
+        return [w for i, w in enumerate(self.matrices) if "--lock" not in self.matrices[max(i - 1, 0) : i + 1]]
 
     def nox(self, *sessions: str) -> list[str]:
         """`nox -s SESSIONS` with this workspace's own virtualenvs: test sessions on other xdist

@@ -187,7 +187,7 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     # Its own copy of the session's lock, so the broken variant's entries stay out of the session's.
     lock_copy = tmp_path / "broken.lock"
     lock_copy.write_text(Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text())
-    args = ws.args("--matrix", str(overlay), "--gpus", "none", "--lock", str(lock_copy))
+    args = ws.args("--matrix", str(overlay), "--lock", str(lock_copy))
     lock = ws.imagekit("lock", *ws.matrices, "--matrix", str(overlay), "--only", "*broken*", "--lock", str(lock_copy))
     assert lock.returncode == 0, lock.stdout + lock.stderr
     build = ws.imagekit("build", *args)
@@ -202,7 +202,7 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     assert blocked is not None and blocked.get("message") == "not built: its parent 2.6.0-broken-py3.11-runtime failed"
     assert states[EXTENSION_ID].find("skipped") is not None
 
-    test = ws.imagekit("test", *args)
+    test = ws.imagekit("test", *args, "--gpus", "none")
     assert test.returncode == 1
     xmllint_schema(ws.reports / "junit.xml")
     assert "2.6.0-broken-py3.11-runtime" in test.stdout and "not built" in test.stdout
@@ -246,7 +246,7 @@ def test_ctrl_c_removes_the_container(built, ws, engine, slow_smoke):
 
 @pytest.mark.engines(*ALL)
 def test_doctor_reports_this_engine_and_builder(ws):
-    out = ws.imagekit("doctor", *ws.matrices)
+    out = ws.imagekit("doctor", *ws.matrix_files)
     store = (
         "containerd image store (overlayfs snapshotter)" if ws.engine_name == CONTAINERD else "classic image store (overlay2 graph driver)"
     )
@@ -423,7 +423,7 @@ def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
 @pytest.mark.engines(*ALL)
 def test_manifest_lists_what_is_inside_and_diff_shows_what_an_extension_adds(built, ws, engine):
     assert built.returncode == 0
-    out = ws.imagekit("manifest", *ws.matrices, IMAGE_ID, "--format", "json")
+    out = ws.imagekit("manifest", *ws.matrix_files, IMAGE_ID, "--format", "json")
     assert out.returncode == 0, out.stderr
     inside = json.loads(out.stdout)
     assert inside["pip"]["torch"]["version"] == "2.6.0" and inside["pip"]["torch"]["size"] > 500_000_000
@@ -435,15 +435,15 @@ def test_manifest_lists_what_is_inside_and_diff_shows_what_an_extension_adds(bui
     recorded = json.loads((ws.reports / "manifests" / f"{IMAGE_ID}.json").read_text())  # written by the build
     assert recorded["size"] == inside["size"] and recorded["manifest"]["pip"] == inside["pip"] and recorded["layers"]
 
-    diff = ws.imagekit("diff", *ws.matrices, IMAGE_ID, EXTENSION_ID)
+    diff = ws.imagekit("diff", *ws.matrix_files, IMAGE_ID, EXTENSION_ID)
     assert diff.returncode == 1, diff.stderr
     lines = diff.stdout.splitlines()
     for added in ("+ pip          tensorboardx 2.6.2.2 ", "+ pip          protobuf 5.29.3 ", "+ apt          git 1:"):
         assert any(line.startswith(added) for line in lines), (added, diff.stdout)
     assert not [line for line in lines if line.startswith(("- ", "~ pip", "~ apt"))], "an extension adds; it never swaps or removes"
-    same = ws.imagekit("diff", *ws.matrices, IMAGE_ID, f"{ws.repo}:{IMAGE_ID}")
+    same = ws.imagekit("diff", *ws.matrix_files, IMAGE_ID, f"{ws.repo}:{IMAGE_ID}")
     assert same.returncode == 0 and "hold the same packages" in same.stderr
-    missing = ws.imagekit("manifest", *ws.matrices, f"{ws.repo}:no-such-tag")
+    missing = ws.imagekit("manifest", *ws.matrix_files, f"{ws.repo}:no-such-tag")
     assert missing.returncode == 2 and "cannot be pulled" in missing.stderr and "Traceback" not in missing.stderr
 
 
@@ -475,7 +475,7 @@ def test_an_image_over_its_size_budget_fails_its_build_naming_its_largest_layers
         overlay.write_text(bump)  # the budget lifted: it builds, and `diff` names the changed pin
         within = ws.imagekit("build", *args)
         assert within.returncode == 0, within.stdout + within.stderr
-        diff = ws.imagekit("diff", *ws.matrices, f"{ws.repo}:{EXTENSION_ID}", f"{bump_repo}:{EXTENSION_ID}")
+        diff = ws.imagekit("diff", *ws.matrix_files, f"{ws.repo}:{EXTENSION_ID}", f"{bump_repo}:{EXTENSION_ID}")
         assert diff.returncode == 1 and "~ pip          protobuf 5.29.3 → 5.29.2" in diff.stdout, diff.stdout + diff.stderr
     finally:
         for image in engine.client.images.list(name=bump_repo):
