@@ -18,6 +18,7 @@ from imagekit.files import write_atomic
 BUILD_SUITE = "imagekit.build"
 CONTENT_ID_PROPERTY = "imagekit.content-id"
 LOG_TAIL_LINES = 60
+SUITE_REPORT = "junit.xml"  # its name inside the artifacts folder, as the suite writes it
 HOST = "host"  # the name `imagekit smoke`'s run goes by, where an image id goes otherwise
 
 
@@ -26,6 +27,7 @@ class ReportsDir:
     """Everything a run leaves for people and for later commands, under one folder:
 
         junit/build.xml  junit/<image>.xml (the smoke run; publish's gate reads it)  junit.xml (merged)
+        artifacts/<image>/ (what the suite writes: its raw junit.xml, timings)
         logs/build-<image>.log  logs/size-<image>.log  logs/test-<image>.log  logs/verify-<image>.log
         manifests/<image>.json  artifacts/<image>/  verify-<image>.json  summary.md  published.json
 
@@ -57,6 +59,11 @@ class ReportsDir:
 
     def artifacts(self, image_id: str) -> Path:
         return self.root / "artifacts" / image_id
+
+    def suite_report(self, image_id: str) -> Path:
+        """Where the smoke suite's own pytest writes its JUnit, before it is stamped and moved to
+        `test_junit`: in the artifacts folder, the one folder the image may write to."""
+        return self.artifacts(image_id) / SUITE_REPORT
 
     def verify_record(self, image_id: str) -> Path:
         return self.root / f"verify-{image_id}.json"

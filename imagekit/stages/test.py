@@ -22,7 +22,7 @@ from imagekit.adapters.docker_engine import Engine, gpu_request, nvidia_runtime_
 from imagekit.core.render import Rendered
 from imagekit.errors import EngineError
 from imagekit.outcomes import Tested
-from imagekit.reports import CONTENT_ID_PROPERTY, HOST, Case, ReportsDir, Suite, log_tail, stamp_suites, write_suites
+from imagekit.reports import CONTENT_ID_PROPERTY, HOST, SUITE_REPORT, Case, ReportsDir, Suite, log_tail, stamp_suites, write_suites
 from imagekit.stages.identity import resolve_identity
 
 SMOKE_MOUNT = "/imagekit/smoke"
@@ -66,7 +66,7 @@ def pytest_args(out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
     """The smoke suite's pytest arguments, the same in an image and on a bare host."""
     args = [
         "-p", "no:cacheprovider", "-rs",
-        f"--junitxml={out_dir}/junit.xml", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={suite_name}",
+        f"--junitxml={out_dir}/{SUITE_REPORT}", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={suite_name}",
         f"--output-dir={out_dir}",
     ]  # fmt: skip
     return [*args, "--require-gpu"] if require_gpu else args
@@ -95,7 +95,7 @@ def _fresh_dir(path: Path) -> Path:
 def _outcome(
     image_id: str,
     exit_code: int | None,
-    out_dir: Path,
+    produced: Path,
     report: Path,
     log_path: Path,
     seconds: float,
@@ -104,7 +104,6 @@ def _outcome(
 ) -> SmokeOutcome:
     """Turn one smoke run (its exit code and the report it left) into an outcome and a report that
     always exists, so a crash or a hang shows in the JUnit beside real failures."""
-    produced = out_dir / "junit.xml"
     if exit_code is None:
         message = f"smoke suite timed out after {timeout:.0f}s and was stopped"
         _failed_report(report, image_id, "failed", message, log_tail(log_path))
@@ -164,7 +163,7 @@ def smoke_one(
     exit_code = None if result.timed_out else result.exit_code
     # The report names the exact content it tested: publishing is gated on that, not on the image id.
     stamp = {CONTENT_ID_PROPERTY: ident.content_id, "imagekit.content-tag": ident.content_tag}
-    return _outcome(image_id, exit_code, out_dir, report, log_path, time.monotonic() - start, options.timeout, stamp)
+    return _outcome(image_id, exit_code, reports.suite_report(image_id), report, log_path, time.monotonic() - start, options.timeout, stamp)
 
 
 def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:
@@ -183,7 +182,7 @@ def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, envir
             ).returncode  # fmt: skip
         except subprocess.TimeoutExpired:
             exit_code = None
-    return _outcome(name, exit_code, out_dir, report, log_path, time.monotonic() - start, timeout)
+    return _outcome(name, exit_code, reports.suite_report(HOST), report, log_path, time.monotonic() - start, timeout)
 
 
 def smoke_images(

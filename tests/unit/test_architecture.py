@@ -48,3 +48,26 @@ def test_lower_layers_never_import_higher_ones(layer):
         for path in (PACKAGE / layer).glob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+# The names of what lies under reports/ (imagekit/reports.py, ReportsDir's docstring).
+REPORT_NAMES = {"junit", "logs", "artifacts", "manifests", "summary.md", "published.json", "junit.xml", "build.xml"}
+
+
+def _literal(node: ast.AST) -> str | None:
+    """A string literal's text; an f-string's with each field as {} (f"build-{image}.log" → "build-{}.log")."""
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def test_no_path_under_reports_is_built_outside_reports_dir():
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path == PACKAGE / "reports.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            text = _literal(node)
+            if text is not None and (text in REPORT_NAMES or (text.startswith(("verify-", "build-", "test-", "size-")) and "{}" in text)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {text!r}")
+    assert offenders == []
