@@ -10,15 +10,37 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
+
+from imagekit.core import grammar
+from imagekit.core.identity import context_digests
 from imagekit.core.lock import Lock
-from imagekit.core.matrix import ImageSpec, Matrix
+from imagekit.core.matrix import ImageSpec, Matrix, held_to
 from imagekit.core.render import Renderer
+from imagekit.core.source import json_problems, listed
 from imagekit.errors import ConfigurationError
 
+CellId = Annotated[StrictStr, held_to(grammar.TAG, "an image id")]
+InputsId = Annotated[StrictStr, held_to(grammar.HEX64, "an inputs id (a sha256: 64 lowercase hex digits)")]
+
+
+class Cell(BaseModel):
+    """One job cell as `--format github` lists it, in `{"include": [cells…]}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: CellId  # the base image's id
+    images: StrictStr  # the base image's id and its extensions', space-separated (IMAGEKIT_ONLY)
+    runs_on: list[StrictStr]
+    timeout_minutes: StrictInt
+    inputs_id: InputsId
+    changed: StrictBool
+
+
 # Keys every cell has; the workflow may read only these (tests/unit/test_workflows.py checks it).
-KEYS = ("id", "images", "runs_on", "timeout_minutes", "inputs_id", "changed")
+KEYS = tuple(Cell.model_fields)
 
 
 def _tree_hash(digest: Any, root: Path, label: str) -> None:
@@ -46,7 +68,7 @@ def inputs_id(matrix: Matrix, lock: Lock | None, family: list[ImageSpec], toolki
         pin = lock.images.get(image.id) if lock else None
         payload = {
             "entry": image.entry(),
-            "context": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(rendered.context.items())},
+            "context": context_digests(rendered),
             "base": pin.base if pin else None,
         }
         digest.update(json.dumps(payload, sort_keys=True).encode())
@@ -65,31 +87,63 @@ def cells(matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: 
     for base in (i for i in images if i.parent is None):
         family = [base, *(i for i in images if i.parent == base.id)]
         ident = inputs_id(matrix, lock, family, toolkit)
-        out.append(
-            {
-                "id": base.id,
-                "images": " ".join(i.id for i in family),
-                "runs_on": matrix.ci.labels(base),
-                "timeout_minutes": matrix.ci.timeout_minutes,
-                "inputs_id": ident,
-                "changed": previous is None or previous.get(base.id) != ident,
-            }
+        cell = Cell(
+            id=base.id,
+            images=" ".join(i.id for i in family),
+            runs_on=matrix.ci.labels(base),
+            timeout_minutes=matrix.ci.timeout_minutes,
+            inputs_id=ident,
+            changed=previous is None or previous.get(base.id) != ident,
         )
+        out.append(cell.model_dump())
     return out
 
 
+class _ListedCell(BaseModel):
+    """A cell of an earlier listing, as far as it is compared: its id and inputs id. That listing
+    is written by the base commit's own imagekit (.github/scripts/plan-cells), which may list keys
+    this one no longer does or not yet the ones it added: its other keys are not read, so a pull
+    request that changes what a cell carries still plans against its base."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+
+    id: CellId
+    inputs_id: InputsId
+
+
+class _Listing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    include: list[_ListedCell]
+
+
+# Bounds on an earlier listing, far above any real one: it is read whole, and JSON nests by recursion.
+LISTING_MAX_BYTES = 4 * 2**20
+
+
 def read_previous(path: Path) -> dict[str, str]:
-    """cell id → inputs id from an earlier `--format github` listing."""
-    try:
-        if not path.is_file() or path.stat().st_size > 4 * 2**20:
-            raise ValueError("not a regular file of at most 4 MiB")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        cells = {c["id"]: c["inputs_id"] for c in data["include"]}
-        if not all(isinstance(v, str) and isinstance(k, str) for k, v in cells.items()):
-            raise ValueError("a cell's id or inputs_id is not a string")
-        return cells
-    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
-        raise ConfigurationError(
-            f"{path} is not a `imagekit matrix list --format github` listing ({str(exc)[:120]})",
+    """cell id → inputs id from an earlier `--format github` listing; a ConfigurationError (exit 2)
+    naming the file and each bad field when it is not one."""
+
+    def refused(problems: list[str]) -> ConfigurationError:
+        return ConfigurationError(
+            f"{path} is not a `imagekit matrix list --format github` listing" + listed(problems),
             tip="list the base commit's cells with its own imagekit, or leave --changed-against out to run every cell",
-        ) from None
+        )
+
+    try:
+        if not path.is_file() or path.stat().st_size > LISTING_MAX_BYTES:
+            raise ValueError(f"not a regular file of at most {LISTING_MAX_BYTES // 2**20} MiB")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
+        raise refused([str(exc)[:120]]) from None
+    try:
+        listing = _Listing.model_validate(data)
+    except ValidationError as exc:
+        raise refused(json_problems(exc)) from None
+    first: dict[str, int] = {}
+    for i, cell in enumerate(listing.include):
+        if cell.id in first:
+            raise refused([f"include.{i}.id: lists the cell {cell.id} again (first as include.{first[cell.id]}): which inputs id counts?"])
+        first[cell.id] = i
+    return {cell.id: cell.inputs_id for cell in listing.include}

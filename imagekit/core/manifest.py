@@ -1,11 +1,18 @@
 """Package manifests: what is inside an image (pip and apt packages with versions and sizes, the
 CUDA libraries), as the image's last build step wrote it (imagekit/data/write_manifest.py).
-Parsed (read from an image by `imagekit.stages.inspect`), shown, and compared between two images (`imagekit manifest`, `imagekit diff`)."""
+Parsed (`parse`, from the bytes `imagekit.stages.inspect` reads out of an image), shown, and
+compared between two images (`imagekit manifest`, `imagekit diff`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+
+from imagekit.core.source import json_problems, listed
+from imagekit.errors import ImagekitError
 
 SCHEMA = 1
 # Where the image's last build step writes its manifest (imagekit/data/write_manifest.py).
@@ -97,3 +104,79 @@ def human(size: int) -> str:
         if size >= scale:
             return f"{size / scale:.2f} {unit}"
     return f"{size} B"
+
+
+# The JSON write_manifest.py prints, declared: every key it writes, nothing else.
+_Size = Annotated[StrictInt, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _Package(_Model):
+    version: StrictStr
+    size: _Size  # bytes installed
+
+
+class _Cuda(_Model):
+    toolkit: StrictStr | None  # None on a plain OS base
+    torch: StrictStr | None  # None when torch is not a CUDA build
+    libraries: dict[StrictStr, StrictStr]
+
+
+class _Sizes(_Model):
+    pip: _Size
+    apt: _Size
+
+
+class _ManifestFile(_Model):
+    schema_: Literal[1] = Field(alias="schema")  # SCHEMA
+    image: StrictStr
+    python: StrictStr
+    cuda: _Cuda
+    pip: dict[StrictStr, _Package]
+    apt: dict[StrictStr, _Package]
+    size: _Sizes  # totals per kind, for a reader of the raw file
+
+
+def parse(raw: bytes, ref: str, size: int) -> PackageManifest:
+    """The package manifest ``raw`` (the bytes of MANIFEST_PATH in image ``ref``, whose size on
+    the engine is ``size``); an ImagekitError naming each bad field when it is not one."""
+
+    def unreadable(problems: list[str]) -> ImagekitError:
+        return ImagekitError(
+            f"{ref}: {MANIFEST_PATH} is not a package manifest imagekit can read" + listed(problems),
+            tip="rebuild it with `imagekit build`",
+        )
+
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError: not JSON, or not UTF-8
+        raise unreadable([f"not JSON ({str(exc)[:120]})"]) from None
+    # The schema first: a manifest of another schema differs in more than one field, and the
+    # schema is the one to name.
+    if not isinstance(data, dict):
+        raise unreadable(["(top level): must be a JSON object"])
+    if "schema" not in data:
+        raise unreadable([f"schema: required field is missing (expected {SCHEMA})"])
+    if type(data["schema"]) is not int or data["schema"] != SCHEMA:  # not true, nor 1.0
+        raise unreadable([f"schema: {json.dumps(data['schema'])[:40]}, expected {SCHEMA}"])
+    try:
+        model = _ManifestFile.model_validate(data)
+    except ValidationError as exc:
+        raise unreadable(json_problems(exc)) from None
+    return PackageManifest(
+        ref=ref,
+        image_id=model.image,
+        size=size,
+        python=model.python,
+        cuda_toolkit=model.cuda.toolkit,
+        torch_cuda=model.cuda.torch,
+        cuda_libraries=dict(model.cuda.libraries),
+        packages={
+            (kind, name): Package(kind, name, p.version, p.size)
+            for kind, packages in (("pip", model.pip), ("apt", model.apt))
+            for name, p in packages.items()
+        },
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from imagekit.core import grammar
 from imagekit.errors import MatrixError
@@ -235,3 +236,25 @@ def project_root(first: Path) -> Path:
     elsewhere on the machine that renders it."""
     start = Path(os.path.realpath(first)).parent
     return next((folder for folder in (start, *start.parents) if (folder / ".git").exists()), start)
+
+
+JSON_SHOWN = 20  # problems listed; a file broken throughout would otherwise list thousands
+
+
+def json_problems(exc: ValidationError) -> list[str]:
+    """pydantic's errors for a JSON input as `field: message`: JSON has no lines to point at, and
+    none of the YAML advice (quoting) applies. Keys are shown on one line and short: they are the
+    input's to choose."""
+    wording = {"missing": "required field is missing", "extra_forbidden": "unknown key"}
+    problems = []
+    for err in exc.errors():
+        key = tuple("".join(c if grammar.printable(c) else "?" for c in str(p)[:60]) for p in err["loc"] if p != "[key]")
+        message = str(err["ctx"]["error"]) if err["type"] == "value_error" else wording.get(err["type"], err["msg"])
+        problems.append(f"{field_name(key)}: {message}")
+    return problems
+
+
+def listed(problems: list[str]) -> str:
+    """Problems after a sentence: one in brackets, more on lines of their own, at most JSON_SHOWN."""
+    shown = problems[:JSON_SHOWN] + ([f"… and {len(problems) - JSON_SHOWN} more"] if len(problems) > JSON_SHOWN else [])
+    return f" ({shown[0]})" if len(shown) == 1 else ":\n" + "\n".join(f"  {p}" for p in shown)
