@@ -4,24 +4,53 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
+from imagekit.core.matrix import ImageSpec
 from imagekit.core.provenance import Provenance
 from imagekit.core.render import Rendered
 
 # Bump when the meaning of the hashed payload changes, so old content tags are not reused.
 SCHEMA = 1
 
+# The matrix entry in the hash: these ImageSpec fields (an extension's also `parent`, and its
+# ExtensionSpec's EXTENSION_FIELDS), named, not "all of them", so a field added to ImageSpec
+# does not change every content id by itself. What reaches the image reaches it through the build
+# context or the base, both hashed; these fields are the entry as it was hashed when ids were first
+# given out, kept so those ids stay valid. Add a field here only knowingly: it changes every id.
+ENTRY_FIELDS = (
+    "id", "repository", "variant", "flavor", "torch", "torchaudio", "python", "cuda", "wheel", "wheel_cuda", "driver_min", "base_image",
+    "index_url", "packages", "user", "uid",
+)  # fmt: skip
+EXTENSION_FIELDS = ("name", "packages", "apt", "env", "snippet", "snippet_name")
+
+
+def hashed_entry(image: ImageSpec) -> dict[str, Any]:
+    """The part of ``image`` that goes into its content id, as the pinned field lists above say."""
+    spec = asdict(image)
+    entry = {name: spec[name] for name in ENTRY_FIELDS}
+    if image.extension is not None:  # base images keep the entry (and content id) they had before extensions
+        entry["parent"] = spec["parent"]
+        entry["extension"] = {name: spec["extension"][name] for name in EXTENSION_FIELDS}
+    return entry
+
+
+def context_digests(rendered: Rendered) -> dict[str, str]:
+    """File name → sha256 (hex) of each file of ``rendered``'s build context, the Dockerfile
+    included: the build context as both the content id and a GitHub cell's inputs id hash it."""
+    return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(rendered.context.items())}
+
 
 def content_id(rendered: Rendered, base_ref: str) -> str:
     """sha256 over everything that determines the image: the build context (Dockerfile included),
-    the base image as resolved on this engine, and the matrix entry. Host and time facts (revision,
-    build date) are deliberately left out: they do not change what is inside the image."""
+    the base image as resolved on this engine, and the matrix entry (`hashed_entry`). Host and time
+    facts (revision, build date) are deliberately left out: they do not change what is inside the image."""
     payload = {
         "schema": SCHEMA,
-        "context": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(rendered.context.items())},
+        "context": context_digests(rendered),
         "base": base_ref,
-        "entry": rendered.image.entry(),
+        "entry": hashed_entry(rendered.image),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
