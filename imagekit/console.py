@@ -46,13 +46,13 @@ def print_json(data: Any, *, compact: bool = False) -> None:
     sys.stdout.write(text + "\n")
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]], *, stderr: bool = False) -> None:
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
         t.add_column(column)
     for row in rows:
         t.add_row(*(escape(str(cell)) for cell in row))
-    (err if stderr else out).print(t)
+    out.print(t)
 
 
 class StatusBoard:

@@ -1,5 +1,5 @@
-"""The one module that talks to registries over HTTP (the distribution API, v2): manifests and tags,
-read back after a push to prove what the registry holds. Pushing itself goes through the engine.
+"""The one module that talks to registries over HTTP (the distribution API, v2): manifests, by tag
+or digest, read back after a push to prove what the registry holds. Pushing itself goes through the engine.
 
 Credentials are Docker's: IMAGEKIT_REGISTRY_USER / IMAGEKIT_REGISTRY_PASSWORD when set (CI), else
 what `docker login` stored (config file or credential helper). TLS trust is Docker's too: the
@@ -138,9 +138,3 @@ class Registry:
         config = body.get("config") or {}
         size = int(config.get("size", 0)) + sum(int(layer.get("size", 0)) for layer in body.get("layers", []))
         return Manifest(digest=digest, config_digest=config.get("digest", ""), size=size)
-
-    def tags(self, repository: str) -> list[str]:
-        response = self._get(f"{repository}/tags/list", {})
-        if response.status_code == 404:
-            return []
-        return sorted(response.json().get("tags") or [])
