@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from imagekit.adapters import host
+from imagekit.adapters.host import Probe
 from imagekit.core.facts import version_tuple
 from imagekit.errors import EngineError
 
@@ -87,23 +89,19 @@ class Builder:
         return argv, env
 
 
-def _cli_version(docker_cli: str) -> str | None:
-    try:
-        out = subprocess.run([docker_cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
+def _cli_version(docker_cli: str, probe: Probe | None = None) -> str | None:
+    out = (probe or host.run_probe)([docker_cli, "version", "--format", "{{.Client.Version}}"])
+    if out is None:
         return None
     # The client version prints even when the engine is unreachable (rc 1); take the first line.
     first = out.stdout.strip().splitlines()[:1]
     return first[0] if first else None
 
 
-def _buildx_version(docker_cli: str) -> str | None:
+def _buildx_version(docker_cli: str, probe: Probe | None = None) -> str | None:
     """buildx's version (`github.com/docker/buildx v0.29.1 …` → `0.29.1`); None without the plugin."""
-    try:
-        out = subprocess.run([docker_cli, "buildx", "version"], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
+    out = (probe or host.run_probe)([docker_cli, "buildx", "version"])
+    if out is None or out.returncode != 0:
         return None
     words = out.stdout.split()
     return words[1].removeprefix("v") if len(words) > 1 else "unknown"
@@ -133,19 +131,20 @@ def _docker_clis() -> list[str]:
     return found
 
 
-def find_builder() -> Builder:
+def find_builder(probe: Probe | None = None) -> Builder:
     """The first docker CLI on PATH that can drive BuildKit; a newer CLI without buildx that hides
-    an older one (common on hosts with Debian's docker.io) is passed over, not fatal."""
+    an older one (common on hosts with Debian's docker.io) is passed over, not fatal. ``probe``
+    runs `docker version` and `docker buildx version` (host.run_probe unless given)."""
     clis = _docker_clis()
     if not clis:
         raise EngineError("no docker CLI found on PATH", tip=BUILDER_TIP)
     refused = []
     for cli in clis:
-        version = _cli_version(cli)
+        version = _cli_version(cli, probe)
         if version is None:
             refused.append(f"{cli} (does not run)")
             continue
-        buildx = _buildx_version(cli)
+        buildx = _buildx_version(cli, probe)
         if buildx is not None:
             return Builder(cli, "buildx", version, buildx)
         if _major(version) < 23:

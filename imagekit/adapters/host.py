@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,21 +17,26 @@ class Gpu:
     driver: str
 
 
-def nvidia_gpus() -> list[Gpu] | None:
-    """GPUs that nvidia-smi sees; None when there is no working nvidia-smi (no driver)."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
+# Runs a host tool (argv[0] a name on PATH or a path) and returns its output, or None when it is
+# missing or does not run. Tests hand the probing functions a fake instead of starting processes.
+Probe = Callable[[list[str]], "subprocess.CompletedProcess[str] | None"]
+
+
+def run_probe(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+    """The real probe: ``argv`` run with its text output captured, 30 s at most."""
+    found = shutil.which(argv[0])
+    if found is None:
         return None
     try:
-        out = subprocess.run(
-            [smi, "--query-gpu=index,name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return subprocess.run([found, *argv[1:]], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    if out.returncode != 0:
+
+
+def nvidia_gpus(probe: Probe | None = None) -> list[Gpu] | None:
+    """GPUs that nvidia-smi sees; None when there is no working nvidia-smi (no driver)."""
+    out = (probe or run_probe)(["nvidia-smi", "--query-gpu=index,name,driver_version", "--format=csv,noheader"])
+    if out is None or out.returncode != 0:
         return None
     gpus = []
     for line in out.stdout.strip().splitlines():

@@ -35,8 +35,8 @@ class Check:
     tip: str = ""
 
 
-def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None) -> list[Check]:
-    gpus = host.nvidia_gpus()
+def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None, probe: host.Probe | None) -> list[Check]:
+    gpus = host.nvidia_gpus(probe)
     if gpus is None:
         return [Check("nvidia driver", None, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)")]
     if not gpus:
@@ -78,8 +78,9 @@ def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None
     return checks
 
 
-def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None) -> list[Check]:
-    """Host checks for building and running ``images`` (none: the host alone)."""
+def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None, probe: host.Probe | None = None) -> list[Check]:
+    """Host checks for building and running ``images`` (none: the host alone). ``probe`` runs the
+    host's tools (nvidia-smi, the docker CLIs); host.run_probe unless given."""
     checks: list[Check] = []
     docker_root = Path("/var/lib/docker")
     info: dict[str, Any] = {}
@@ -93,7 +94,7 @@ def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None
     except ImagekitError as exc:
         checks.append(Check("docker engine", False, exc.message, exc.tip or ""))
     try:
-        builder = find_builder()
+        builder = find_builder(probe)
         repro = reproducibility.detect(builder, engine)
         checks.append(Check("buildkit", True, builder.describe(repro.method)))
         # Informational below bit-for-bit: verify still proves equal file trees on any builder.
@@ -101,7 +102,7 @@ def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None
         checks.append(Check("reproducibility", True if repro.bit_for_bit else None, repro.describe(), tip))
     except ImagekitError as exc:
         checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
-    checks += _gpu_checks(images, info, ci)
+    checks += _gpu_checks(images, info, ci, probe)
     free = host.free_bytes(docker_root)
     extensions = sum(1 for i in images if i.parent is not None)
     wanted = DISK_PER_IMAGE * max(1, len(images) - extensions) + DISK_PER_EXTENSION * extensions

@@ -68,7 +68,12 @@ def ws(engine: Engine, engine_env: dict[str, str], engine_name: str, tmp_path_fa
     # A credential in the index URL, as a site mirror would have: it must reach pip, and nothing else.
     overlay = tmp / "e2e.yaml"
     overlay.write_text(f'repository: {repo}\nindexes:\n  cu124: "https://imagekit-e2e:${{IMAGEKIT_INDEX_E2E_TOKEN}}@pypi.org/simple"\n')
-    env = {**engine_env, "IMAGEKIT_INDEX_E2E_TOKEN": token, "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"), "IMAGEKIT_OUT": str(tmp / "build")}
+    env = {
+        **engine_env,
+        "IMAGEKIT_INDEX_E2E_TOKEN": token,
+        "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"),
+        "IMAGEKIT_OUT": str(tmp / "build"),
+    }
     # This session's own lock: the local base is made per host, so a committed lock cannot pin it.
     matrices = [
         "--matrix",

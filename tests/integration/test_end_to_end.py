@@ -161,8 +161,13 @@ def test_an_extension_cannot_swap_a_package_its_parent_was_tested_with(built, ws
     assert lock.returncode == 1, lock.stdout + lock.stderr
     assert f"{IMAGE_ID}-clash: cannot resolve" in lock.stderr and "packaging" in lock.stderr
     assert not (tmp_path / "clash.lock").exists(), "a lock that failed for one image must not be half written"
+    # `build` without a lock locks first, and stops where the lock does, building nothing.
     build = ws.imagekit("build", *args, "--only", "*-clash", "--reports", str(tmp_path / "reports"))
-    assert build.returncode == 2 and "run `imagekit lock`" in build.stderr
+    assert build.returncode == 1 and f"no lock file {tmp_path / 'clash.lock'}: locking" in build.stderr, build.stderr
+    assert f"{IMAGE_ID}-clash: cannot resolve" in build.stderr and not (tmp_path / "clash.lock").exists()
+    assert not (tmp_path / "reports" / "junit").exists(), "nothing was built"
+    locked = ws.imagekit("build", *args, "--only", "*-clash", "--locked")
+    assert locked.returncode == 2 and "--locked refuses to write one" in locked.stderr
 
 
 @pytest.mark.engines(*ALL)

@@ -15,7 +15,7 @@ PACKAGE = ROOT / "imagekit"
 SIDE_EFFECTS = ("docker", "requests", "urllib3", "uv", "subprocess")
 
 
-@pytest.mark.subprocess
+@pytest.mark.subprocess  # a fresh interpreter is the only one whose sys.modules shows what the core imports
 def test_the_core_imports_nothing_that_talks_to_engines_networks_or_processes():
     # A fresh interpreter: this one has loaded the adapters already, for other tests.
     code = (

@@ -1,8 +1,10 @@
 """Which docker CLI builds: buildx when present, a pre-23 CLI with DOCKER_BUILDKIT=1, else a remedy.
-The CLIs here are small stand-in scripts on PATH that answer `version` and `buildx version`."""
+The CLIs here are empty files on PATH (found the way find_builder finds them); what each answers to
+`version` and `buildx version` comes from a fake probe, in place of running it."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,25 +13,37 @@ from imagekit.adapters.buildkit import find_builder
 from imagekit.errors import EngineError
 
 
-def fake_docker(folder: Path, version: str, buildx: bool) -> Path:
+def fake_docker(folder: Path, version: str, buildx: bool, answers: dict[str, tuple[str, bool]]) -> Path:
+    """An executable `docker` in ``folder``, never run: ``answers`` says what it would answer."""
     folder.mkdir(parents=True)
     script = folder / "docker"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = version ]; then echo {version}; exit 0; fi\n'
-        f'if [ "$1" = buildx ]; then exit {0 if buildx else 1}; fi\n'
-        "exit 1\n"
-    )
+    script.write_text("#!/bin/sh\nexit 1\n")
     script.chmod(0o755)
+    answers[str(script)] = (version, buildx)
     return script
 
 
+def probe(answers: dict[str, tuple[str, bool]]):
+    """What the fake CLIs print: `version` → the version; `buildx version` → a buildx line, or rc 1."""
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
+        version, buildx = answers[argv[0]]
+        if argv[1] == "version":
+            return subprocess.CompletedProcess(argv, 0, f"{version}\n", "")
+        if argv[1:] == ["buildx", "version"]:
+            return subprocess.CompletedProcess(argv, 0 if buildx else 1, "github.com/docker/buildx v0.29.1 abc\n" if buildx else "", "")
+        return subprocess.CompletedProcess(argv, 1, "", "")
+
+    return run
+
+
 def test_buildx_is_preferred(tmp_path, monkeypatch):
-    cli = fake_docker(tmp_path / "a", "28.2.2", buildx=True)
+    answers: dict[str, tuple[str, bool]] = {}
+    cli = fake_docker(tmp_path / "a", "28.2.2", True, answers)
     monkeypatch.setenv("PATH", str(cli.parent))
     monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
-    builder = find_builder()
-    assert (builder.kind, builder.docker) == ("buildx", str(cli))
+    builder = find_builder(probe(answers))
+    assert (builder.kind, builder.docker, builder.buildx_version) == ("buildx", str(cli), "0.29.1")
     argv, _ = builder.command(tmp_path, ["r:a", "r:b"], {"k": "v"}, {"pip.conf": tmp_path / "p"})
     # No provenance attestation: it carries the build's times, and the classic store drops it anyway.
     assert argv[:5] == [str(cli), "buildx", "build", "--provenance=false", "--load"]
@@ -38,11 +52,12 @@ def test_buildx_is_preferred(tmp_path, monkeypatch):
 
 
 def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monkeypatch):
-    new = fake_docker(tmp_path / "new", "28.2.2", buildx=False)
-    old = fake_docker(tmp_path / "old", "20.10.24+dfsg1", buildx=False)
+    answers: dict[str, tuple[str, bool]] = {}
+    new = fake_docker(tmp_path / "new", "28.2.2", False, answers)
+    old = fake_docker(tmp_path / "old", "20.10.24+dfsg1", False, answers)
     monkeypatch.setenv("PATH", f"{new.parent}:{old.parent}")
     monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
-    builder = find_builder()
+    builder = find_builder(probe(answers))
     assert (builder.kind, builder.docker) == ("buildkit", str(old))
     argv, env = builder.command(tmp_path, ["r:a"], {}, {})
     assert argv[:2] == [str(old), "build"] and env["DOCKER_BUILDKIT"] == "1"
@@ -52,9 +67,10 @@ def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monk
 
 
 def test_no_usable_cli_names_what_to_install(tmp_path, monkeypatch):
-    new = fake_docker(tmp_path / "new", "28.2.2", buildx=False)
+    answers: dict[str, tuple[str, bool]] = {}
+    new = fake_docker(tmp_path / "new", "28.2.2", False, answers)
     monkeypatch.setenv("PATH", str(new.parent))
     monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
     with pytest.raises(EngineError, match="no buildx plugin") as info:
-        find_builder()
+        find_builder(probe(answers))
     assert "docker-buildx" in (info.value.tip or "") and "older than 23.0" in (info.value.tip or "")

@@ -10,8 +10,9 @@ lock file) in a throwaway workspace and proves the contract for bad input:
   (``--out`` folders and the lock file included);
 - no secret from the input or the environment, and nothing read from outside the project, shows
   up in the output or in any file;
-- it finishes: the cases that could hang (alias bombs, huge format widths) run in a subprocess with
-  a 20 s timeout and a 4 GiB address-space limit, so a hang fails the test instead of CI.
+- it finishes: the cases that could hang (alias bombs, huge format widths) run in a child process
+  (forked: marked `subprocess`) with a 20 s timeout and a 4 GiB address-space limit, so a hang
+  fails the test instead of CI.
 
 The positive controls at the top prove the workspace itself is valid: it validates, renders, and
 its lock is current, so each failing row fails for its one hostile value.
@@ -22,14 +23,19 @@ from __future__ import annotations
 import dataclasses
 import errno
 import inspect
+import io
 import json
 import os
 import re
 import resource
 import shutil
 import signal
-import subprocess
 import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +115,7 @@ def make_workspace(root: Path) -> Workspace:
     project, outside = root / "project", root / "outside"
     (project / "ext" / "tests").mkdir(parents=True)
     (project / "smoke").mkdir()
-    shutil.copytree(ROOT / "templates", project / "templates")
+    shutil.copytree(ROOT / "templates", project / "templates")  # the product's, on purpose: what ships must hold
     (project / "matrix.yaml").write_text(MATRIX)
     (project / "ext" / "snippet.Dockerfile.j2").write_text(SNIPPET)
     (project / "ext" / "tests" / "test_tracking.py").write_text("def test_tracking():\n    assert True\n")
@@ -196,20 +202,48 @@ def _limit_memory() -> None:
 
 
 def cli_isolated(cwd: Path, *argv: str) -> Run:
-    """``imagekit ARGV`` in a subprocess that must finish within TIMEOUT, in MEMORY."""
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "imagekit", *argv],
-            capture_output=True,
-            text=True,
-            cwd=cwd,
-            timeout=TIMEOUT,
-            preexec_fn=_limit_memory,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out, err = (s.decode(errors="replace") if isinstance(s, bytes) else (s or "") for s in (exc.stdout, exc.stderr))
-        return Run(list(argv), None, out, err, timed_out=True)
-    return Run(list(argv), done.returncode, done.stdout, done.stderr)
+    """``imagekit ARGV`` in a child process that must finish within TIMEOUT, in MEMORY of address
+    space; killed otherwise. The child is forked from this process, where imagekit is imported
+    already: `main(argv)` as `python -m imagekit` runs it, without an interpreter to start (that
+    took ~0.5 s a case). Its stdout and stderr go to files outside the snapshotted root."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with warnings.catch_warnings():  # Python >= 3.12 warns about forking beside threads (xdist's)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: whatever happens, it ends here and never returns into pytest
+            code = 1
+            try:
+                os.chdir(cwd)
+                _limit_memory()
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                sys.stdout, sys.stderr = (
+                    io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True)
+                    for fd in (1, 2)
+                )
+                code = main(list(argv))
+            except BaseException:  # noqa: BLE001 - as the interpreter would: the traceback on stderr, exit 1
+                traceback.print_exc()
+            finally:
+                os._exit(code if isinstance(code, int) else 1)
+        deadline = time.monotonic() + TIMEOUT
+        while not (status := os.waitpid(pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        timed_out = not status[0]
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+            status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        texts = [f.read().decode(errors="replace") for f in (out, err)]
+    return Run(list(argv), None if timed_out else os.waitstatus_to_exitcode(status[1]), *texts, timed_out=timed_out)
+
+
+def isolating(rows: list[Any], isolated: Callable[[tuple[Any, ...]], bool]) -> list[Any]:
+    """``rows`` (pytest.param), those that run `imagekit` through ``cli_isolated`` marked `subprocess`:
+    they could hang or exhaust memory in C code that no in-process timeout interrupts, so they run
+    in a child process under TIMEOUT and MEMORY (tests/unit/conftest.py blocks processes otherwise)."""
+    return [pytest.param(*r.values, marks=[*r.marks, pytest.mark.subprocess], id=r.id) if isolated(r.values) else r for r in rows]
 
 
 def refusal_problems(
@@ -461,7 +495,7 @@ YAML_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("content", "line", "hang"), YAML_CASES)
+@pytest.mark.parametrize(("content", "line", "hang"), isolating(YAML_CASES, lambda row: row[2]))
 def test_yaml_level(ws: Workspace, capsys: pytest.CaptureFixture[str], content: bytes, line: int | None, hang: bool):
     ws.matrix.write_bytes(content)
     before = snapshot(ws.root)
@@ -514,7 +548,7 @@ SCHEMA_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("overlay_text", "line", "field", "hang"), SCHEMA_CASES)
+@pytest.mark.parametrize(("overlay_text", "line", "field", "hang"), isolating(SCHEMA_CASES, lambda row: row[3]))
 def test_schema(ws: Workspace, capsys: pytest.CaptureFixture[str], overlay_text: str, line: int, field: str, hang: bool):
     overlay = ws.overlay(overlay_text)
     before = snapshot(ws.root)
@@ -766,7 +800,7 @@ PATH_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", PATH_CASES)
+@pytest.mark.parametrize("case", isolating(PATH_CASES, lambda row: row[0].isolated))
 def test_paths_and_templates(ws: Workspace, capsys, case: PathCase):
     ws.files(dict(case.files))
     for rel, target in case.links:
@@ -957,7 +991,7 @@ LOCK_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("edit", "any_line", "hang"), LOCK_CASES)
+@pytest.mark.parametrize(("edit", "any_line", "hang"), isolating(LOCK_CASES, lambda row: row[2]))
 def test_lock_file(ws: Workspace, capsys, edit, any_line: bool, hang: bool):
     data = valid_lock(ws)
     whole = edit(data)

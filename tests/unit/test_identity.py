@@ -6,13 +6,15 @@ import inspect
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import pytest
+
 from imagekit.core.identity import ENTRY_FIELDS, EXTENSION_FIELDS, content_id, identify
 from imagekit.core.matrix import ExtensionSpec, ImageSpec, load_matrix
 from imagekit.core.provenance import Provenance, public_url
 from imagekit.core.render import Rendered, Renderer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MATRIX = load_matrix([ROOT / "matrix.yaml"])
+MATRIX = load_matrix([ROOT / "tests" / "matrices" / "product-like.yaml"])  # the product's matrix, frozen
 RENDERED = Renderer(MATRIX).render(MATRIX.images[2])
 BASE = "nvidia/cuda@sha256:" + "a" * 64
 
@@ -143,6 +145,7 @@ def test_source_label_is_a_credential_free_url_or_nothing():
     assert public_url(None) is None
 
 
+@pytest.mark.tool("git")  # adapters.git reads a real repository
 def test_created_is_the_last_commit_time_unless_source_date_epoch_is_set(tmp_path, monkeypatch):
     import subprocess
 

@@ -19,6 +19,8 @@ def problems(*names: str) -> list[str]:
     return info.value.problems
 
 
+# The product's own matrix.yaml, on purpose: its shape is the product's to keep (as the golden
+# Dockerfiles of test_render.py are). Other unit tests use tests/matrices/product-like.yaml.
 def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants_and_a_tracking_extension():
     matrix = load_matrix([ROOT / "matrix.yaml"])
     assert [i.id for i in matrix.images] == [

@@ -14,7 +14,7 @@ from imagekit.reports import Case, Suite, stamp_suites, write_suites
 from imagekit.stages.publish import Retry, gate
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-MATRIX = load_matrix([ROOT / "matrix.yaml"])
+MATRIX = load_matrix([ROOT / "tests" / "matrices" / "product-like.yaml"])
 IDENT = Identity(Renderer(MATRIX).render(MATRIX.images[2]), "sha256:" + "b" * 64, "c" * 64)
 
 
@@ -68,4 +68,4 @@ def test_registry_must_name_a_host(tmp_path):
     overlay = tmp_path / "o.yaml"
     overlay.write_text("registry: ml/pytorch\n")
     with pytest.raises(MatrixError, match="registry: 'ml/pytorch' is not a registry reference"):
-        load_matrix([ROOT / "matrix.yaml", overlay])
+        load_matrix([ROOT / "tests" / "matrices" / "product-like.yaml", overlay])

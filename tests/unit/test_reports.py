@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers import xmllint_schema
 
 from imagekit.reports import Case, Suite, build_states, merge, stamp_suites, summarise, summary_markdown, write_suites
@@ -18,6 +19,7 @@ PYTEST_STYLE = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
+@pytest.mark.tool("xmllint")  # helpers.xmllint_schema
 def test_build_report_records_built_unchanged_and_failed(tmp_path: Path):
     path = tmp_path / "build.xml"
     write_suites(
@@ -39,6 +41,7 @@ def test_build_report_records_built_unchanged_and_failed(tmp_path: Path):
     assert "#5 ERROR: process did not complete" in text
 
 
+@pytest.mark.tool("xmllint")  # helpers.xmllint_schema
 def test_merge_keeps_every_suite_and_totals(tmp_path: Path):
     (tmp_path / "img-a.xml").write_text(PYTEST_STYLE)
     write_suites(tmp_path / "build.xml", [Suite("imagekit.build", [Case("img-a", "imagekit.build", 1.0)])])
@@ -56,6 +59,7 @@ def test_summary_markdown_shows_counts_timings_and_unbuilt_images(tmp_path: Path
     assert "| `img-b` | failed | not built |" in md
 
 
+@pytest.mark.tool("xmllint")  # helpers.xmllint_schema
 def test_stamped_properties_join_the_suite_properties_and_stay_valid(tmp_path: Path):
     path = tmp_path / "img-a.xml"
     path.write_text(PYTEST_STYLE)

