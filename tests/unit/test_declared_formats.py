@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import signal
 from contextlib import redirect_stdout
 from importlib import resources
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from imagekit.cli import main
 from imagekit.core import cells, facts
 from imagekit.core.manifest import MANIFEST_PATH, PackageManifest, parse
 from imagekit.core.matrix import load_matrix
@@ -27,16 +25,6 @@ from imagekit.stages.inspect import read_manifest
 ROOT = Path(__file__).resolve().parent.parent.parent
 M = ROOT / "tests" / "matrices"
 SHIPPED_FACTS = Path(str(resources.files("imagekit").joinpath("data/facts.yaml")))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    """``imagekit ARGV`` in this process: its exit code and stderr."""
-    handler = signal.getsignal(signal.SIGTERM)  # main() installs its own; give pytest its back
-    try:
-        rc = main(list(argv))
-    finally:
-        signal.signal(signal.SIGTERM, handler)
-    return rc, capsys.readouterr().err
 
 
 def line_of(text: str, needle: str) -> int:
@@ -127,10 +115,11 @@ def test_a_malformed_facts_file_is_refused_at_file_line_and_field(tmp_path, chan
     assert error.tip and "facts.yaml" in error.tip
 
 
-def test_a_patched_facts_file_reaches_the_cli_as_exit_2_not_a_traceback(tmp_path, monkeypatch, capsys):
+def test_a_patched_facts_file_reaches_the_cli_as_exit_2_not_a_traceback(tmp_path, monkeypatch, imagekit):
     path, text = patched_facts(tmp_path, FACTS_CASES[0].values[0])
     monkeypatch.setattr(facts, "load", lambda: facts.read(path))
-    rc, err = run_cli(capsys, "matrix", "validate", "--matrix", str(M / "good.yaml"))
+    ran = imagekit("matrix", "validate", "--matrix", str(M / "good.yaml"))
+    rc, err = ran.returncode, ran.stderr
     assert rc == 2 and "Traceback" not in err
     line = line_of(text, '"11.8":')
     assert f"{path}:{line}: drivers.11.8.minimum" in err and "TIP" in err
@@ -261,7 +250,7 @@ def test_a_manifest_broken_throughout_lists_some_problems_not_all():
 @pytest.fixture(scope="module")
 def listing() -> dict[str, Any]:
     """The project's own cells, as `--format github` lists them (unlocked: the listing does not need a lock)."""
-    matrix = load_matrix([ROOT / "matrix.yaml"])
+    matrix = load_matrix([M / "product-like.yaml"])
     return {"include": cells.cells(matrix, None, matrix.images)}
 
 
@@ -324,12 +313,13 @@ def test_a_file_that_is_no_listing_is_refused(tmp_path, content):
     assert info.value.message.startswith(f"{path} is not a `imagekit matrix list --format github` listing (")
 
 
-def test_a_malformed_listing_reaches_the_cli_as_exit_2_naming_file_and_field(tmp_path, listing, capsys):
+def test_a_malformed_listing_reaches_the_cli_as_exit_2_naming_file_and_field(tmp_path, listing, imagekit):
     data = json.loads(json.dumps(listing))
     data["include"][0]["inputs_id"] = 5
     path = tmp_path / "base.json"
     path.write_text(json.dumps(data))
-    rc, err = run_cli(capsys, "matrix", "list", "--format", "github", "--matrix", str(ROOT / "matrix.yaml"), "--changed-against", str(path))
+    ran = imagekit("matrix", "list", "--format", "github", "--matrix", str(M / "product-like.yaml"), "--changed-against", str(path))
+    rc, err = ran.returncode, ran.stderr
     assert rc == 2 and "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("ERROR")] == [
         f"ERROR {path} is not a `imagekit matrix list --format github` listing (include.0.inputs_id: Input should be a valid string)"
