@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from imagekit.files import write_atomic
+from imagekit.outcomes import Built
 
 BUILD_SUITE = "imagekit.build"
 CONTENT_ID_PROPERTY = "imagekit.content-id"
@@ -212,12 +213,12 @@ def summarise(path: Path) -> SuiteSummary:
     )
 
 
-def build_states(path: Path) -> dict[str, str]:
+def build_states(path: Path) -> dict[str, Built]:
     """image id → built | unchanged | failed, from the build report (empty when there is none)."""
     states = {}
     for case in (c for suite in read_suites(path) for c in suite.iter("testcase")):
-        state = "failed" if case.find("failure") is not None else "unchanged" if case.find("skipped") is not None else "built"
-        states[case.get("name", "")] = state
+        failed, skipped = case.find("failure") is not None, case.find("skipped") is not None
+        states[case.get("name", "")] = Built.FAILED if failed else Built.UNCHANGED if skipped else Built.BUILT
     return states
 
 

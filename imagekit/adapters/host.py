@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,17 @@ def run_probe(argv: list[str]) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run([found, *argv[1:]], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def run_logged(argv: list[str], environment: dict[str, str], log: IO[str], timeout: float) -> int | None:
+    """``argv`` with this environment plus ``environment``, its output into ``log``: its exit code,
+    or None when it was stopped at ``timeout`` seconds."""
+    try:
+        return subprocess.run(
+            argv, env={**os.environ, **environment}, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False
+        ).returncode
+    except subprocess.TimeoutExpired:
         return None
 
 

@@ -38,7 +38,7 @@ class Manifest:
 @dataclass(frozen=True)
 class ImageKey:
     """A local image id and what it is the digest of: the image's config on the classic store, its
-    manifest on the containerd store (engine.py). imagekit builds single-platform images without
+    manifest on the containerd store (docker_engine.py). imagekit builds single-platform images without
     attestations, so a pushed image is one manifest, never an index."""
 
     digest: str

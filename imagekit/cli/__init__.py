@@ -8,6 +8,7 @@ import argparse
 import signal
 import sys
 from types import ModuleType
+from typing import Any
 
 from imagekit import console
 from imagekit.cli import build, diff, doctor, lock, manifest, matrix, publish, render, smoke, test, verify
@@ -29,6 +30,11 @@ def _takes() -> dict[str, tuple[o.Option, ...]]:
 
 
 class _Parser(argparse.ArgumentParser):
+    # No abbreviations: with each command taking its own options, `--re` would mean --reports to
+    # one command and nothing to the next.
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise ConfigurationError(message, tip=f"see `{self.prog} --help`")
 

@@ -4,13 +4,17 @@ that no longer matches the matrix is always refused: re-pinning is `imagekit loc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from imagekit import console
 from imagekit.adapters.buildkit import find_builder
 from imagekit.adapters.git import collect
 from imagekit.cli import lock as lock_cmd
 from imagekit.cli import options as o
 from imagekit.cli.common import Args, conclude, current_lock, engine, load, lock_path, rendered
+from imagekit.core.lock import Lock
 from imagekit.core.manifest import human
+from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.errors import ConfigurationError
 from imagekit.reports import ReportsDir
 from imagekit.stages import reproducibility
@@ -26,14 +30,7 @@ def run(args: Args) -> int:
     # unchanged) first even when --only names the extension alone.
     images = matrix.select(args.only, with_parents=True)
     path = lock_path(args, matrix)
-    if not path.is_file():
-        if args.locked:
-            raise ConfigurationError(
-                f"no lock file {path}, and --locked refuses to write one",
-                tip="run `imagekit lock` with the same --matrix files where the bases and the index are reachable, and commit it",
-            )
-        console.info(f"no lock file {path}: locking {len(images)} image(s) first (`imagekit lock` does this alone)")
-        lock_cmd.write(matrix, images, path, upgrade=False, title=f"wrote {path} (commit it)")
+    ensure_locked(matrix, images, path, locked=args.locked)
     lock = current_lock(matrix, images, path)
     found = rendered(matrix, images, lock)
     builder, docker = find_builder(), engine()
@@ -62,3 +59,23 @@ def run(args: Args) -> int:
         failed="failed to build",
         tip=f"logs are in {reports.logs}",
     )
+
+
+def ensure_locked(matrix: Matrix, images: list[ImageSpec], path: Path, *, locked: bool) -> None:
+    """Lock what the lock file lacks (all of it when there is none), keeping every current entry;
+    with ``locked``, refuse instead. A stale entry is never re-pinned here: that is refused later,
+    with the remedy, before anything is written."""
+    lock = Lock.read(path) if path.is_file() else None
+    absent = [i for i in images if lock is None or i.id not in lock.images]
+    if not absent:
+        return
+    what = f"no lock file {path}" if lock is None else f"{path} lacks {', '.join(i.id for i in absent)}"
+    if locked:
+        raise ConfigurationError(
+            f"{what}, and --locked refuses to lock on this host",
+            tip="run `imagekit lock` with the same --matrix files where the bases and the index are reachable, and commit it",
+        )
+    if lock is not None:
+        current_lock(matrix, [i for i in images if i not in absent], path)  # stale entries: refused, nothing written
+    console.info(f"{what}: locking {len(absent)} image(s) first (`imagekit lock` does this alone)")
+    lock_cmd.write(matrix, images, path, upgrade=False, title=f"wrote {path} (commit it)")

@@ -69,7 +69,7 @@ def _registry(value: str) -> str:
     try:
         check_registry(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; pass host[:port]/path, e.g. 127.0.0.1:5000/ml") from None
+        raise argparse.ArgumentTypeError(f"{exc}; pass host[:port]/path, e.g. 127.0.0.1:5000/ml, and log in with `docker login`") from None
     return value
 
 
@@ -115,7 +115,9 @@ class Option:
         # Left out of the namespace when not given, so `resolve` can tell the flag from the environment.
         help_text = self.help + (f" [env: {self.env}]" if self.env else "")
         if self.kind == "switch":
-            parser.add_argument(self.flag, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            # A switch the environment can set can be turned off on the command line: --no-locked.
+            action = argparse.BooleanOptionalAction if self.env else "store_true"
+            parser.add_argument(self.flag, action=action, default=argparse.SUPPRESS, help=help_text)
             return
         kwargs: dict[str, Any] = {"type": self.type, "default": argparse.SUPPRESS, "metavar": self.metavar, "help": help_text}
         if self.choices:
@@ -129,7 +131,13 @@ class Option:
         from_env = self.from_environment()
         if from_env is not None:
             return from_env
-        return [] if self.kind == "list" else False if self.kind == "switch" else self.default
+        if self.kind != "value" or self.default is None:
+            return [] if self.kind == "list" else False if self.kind == "switch" else None
+        try:
+            # Checked like a given value: the default `build` folder may be a file or a symlink here.
+            return self._value(str(self.default))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigurationError(f"{self.flag} (default {self.default}): {exc}", tip=f"pass {self.flag} or set {self.env}") from None
 
 
 MATRIX = Option(
@@ -167,7 +175,7 @@ TIMEOUT = Option(
 MEMORY = Option("--memory", "memory limit for the test container, e.g. 16g", env="IMAGEKIT_MEMORY", type=_memory)
 CPUS = Option("--cpus", "CPU limit for the test container, e.g. 4", env="IMAGEKIT_CPUS", type=_cpus)
 REGISTRY = Option("--registry", "host[:port]/path to push to (default: the matrix's `registry:`)", env="IMAGEKIT_REGISTRY", type=_registry)
-DRY_RUN = Option("--dry-run", "show exactly what would be pushed, push nothing", kind="switch")
+DRY_RUN = Option("--dry-run", "show exactly what would be pushed, push nothing", env="IMAGEKIT_DRY_RUN", kind="switch")
 RETRIES = Option(
     "--retries",
     "retries of a transient registry error, with doubling backoff from 2s (default: 3)",

@@ -6,6 +6,7 @@ from imagekit import console, reports
 from imagekit.cli import options as o
 from imagekit.cli.common import Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered, require_smoke
 from imagekit.core.render import variant_drivers
+from imagekit.outcomes import Tested
 from imagekit.reports import ReportsDir
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_images
 
@@ -41,8 +42,8 @@ def report(outcomes: list[SmokeOutcome], folder: ReportsDir, *, with_builds: boo
     build_report = folder.build_junit if with_builds else None
     reports.merge(([build_report] if build_report else []) + [x.report for x in outcomes], folder.merged_junit)
     built = reports.build_states(build_report) if build_report else {}
-    summaries = {x.image_id: reports.summarise(x.report) if x.state != "not built" else None for x in outcomes}
-    rows = [(x.image_id, built.get(x.image_id, "–"), summaries[x.image_id], str(x.state)) for x in outcomes]
+    summaries = {x.image_id: reports.summarise(x.report) if x.state is not Tested.NOT_BUILT else None for x in outcomes}
+    rows = [(x.image_id, str(built.get(x.image_id, "–")), summaries[x.image_id], str(x.state)) for x in outcomes]
     folder.summary.unlink(missing_ok=True)  # a test run starts the summary afresh
     append_summary(folder, reports.summary_markdown(rows))
     console.info(f"reports: {folder.merged_junit}, {folder.summary}")

@@ -211,7 +211,7 @@ def build_images(
                         parent = done.get(str(r.image.parent))
                         if parent is not None and not parent.state.ok:
                             message = f"not built: its parent {parent.image.id} {parent.state}"
-                            board.set(r.image.id, "blocked", message, final=True)
+                            board.set(r.image.id, Built.BLOCKED, message, final=True)
                             done[r.image.id] = BuildOutcome(image=r.image, state=Built.BLOCKED, seconds=0.0, message=message)
                         else:
                             running[pool.submit(run.one, r, secrets[r.image.index_url], board)] = r

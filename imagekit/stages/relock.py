@@ -3,11 +3,11 @@ apt versions in the base image."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from imagekit.adapters.apt_resolver import resolve_apt
+from imagekit.adapters import apt_resolver, pip_resolver
 from imagekit.adapters.docker_engine import Engine
-from imagekit.adapters.pip_resolver import resolve
 from imagekit.core.lock import Lock, Locked, apt_wanted, direct_requirements, pins
 from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.errors import ImagekitError
@@ -20,11 +20,23 @@ class LockOutcome:
     message: str = ""
 
 
-def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False) -> dict[str, LockOutcome]:
+@dataclass(frozen=True)
+class Resolvers:
+    """What turns wanted packages into pins: uv for pip (on the index), apt in the base (on the
+    engine). A test hands in fakes."""
+
+    pip: Callable[..., str] = pip_resolver.resolve
+    apt: Callable[..., dict[str, list[str]]] = apt_resolver.resolve_apt
+
+
+def relock(
+    lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False, resolvers: Resolvers | None = None
+) -> dict[str, LockOutcome]:
     """Bring ``lock`` up to date for ``images`` (in matrix order: parents first). A current entry is
     kept as it is, like any lock tool, unless ``upgrade``: re-locking must not drift. The one
     exception is a local base (pinned by image id), made per host: its pin follows this host's.
     Returns what happened per image."""
+    resolvers = resolvers or Resolvers()
     done: dict[str, LockOutcome] = {}
     for image in images:
         current = lock.images.get(image.id)
@@ -40,7 +52,7 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
                     local = engine.resolve(image.base_image, pull=False)
                     if local is not None and local != kept.base:
                         # Another base can need other apt versions: pin them against this one.
-                        apt = resolve_apt(engine, local, image.python, apt_wanted(image))
+                        apt = resolvers.apt(engine, local, image.python, apt_wanted(image))
                         lock.images[image.id] = replace(kept, base=local, apt=apt)
                         done[image.id] = LockOutcome(Relocked.REPINNED)
                 continue
@@ -58,8 +70,10 @@ def relock(lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, 
                     Relocked.FAILED, f"its parent {image.parent} is not locked: lock it first (include it in --only)"
                 )
                 continue
-            requirements = resolve(direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints)
-            apt = resolve_apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
+            requirements = resolvers.pip(
+                direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints
+            )
+            apt = resolvers.apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
         except ImagekitError as exc:
             done[image.id] = LockOutcome(Relocked.FAILED, exc.message)
             continue

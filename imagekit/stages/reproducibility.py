@@ -40,7 +40,7 @@ PROBE_DOCKERFILE = "FROM scratch\nCOPY stamp /stamp\n"
 @dataclass(frozen=True)
 class Reproducibility:
     level: str
-    method: str  # LOAD or OCI (engine.py): how a build's image reaches the engine
+    method: str  # LOAD or OCI (adapters/buildkit.py): how a build's image reaches the engine
     evidence: str  # what the probe saw
     probed: str  # when (ISO time), and whether this run or a cached answer
 

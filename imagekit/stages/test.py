@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -175,13 +174,8 @@ def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, envir
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
-        try:
-            exit_code: int | None = subprocess.run(
-                [sys.executable, "-m", "pytest", str(smoke_dir), *pytest_args(str(out_dir), name, require_gpu)],
-                env={**os.environ, **environment}, stdout=log, stderr=subprocess.STDOUT, timeout=timeout, check=False,
-            ).returncode  # fmt: skip
-        except subprocess.TimeoutExpired:
-            exit_code = None
+        argv = [sys.executable, "-m", "pytest", str(smoke_dir), *pytest_args(str(out_dir), name, require_gpu)]
+        exit_code = host.run_logged(argv, environment, log, timeout)
     return _outcome(name, exit_code, reports.suite_report(HOST), report, log_path, time.monotonic() - start, timeout)
 
 

@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
+
 from imagekit.core.lock import Lock, Locked
 from imagekit.core.matrix import load_matrix
 
@@ -87,7 +89,7 @@ def test_build_without_a_lock_file_locks_first_and_locked_refuses(imagekit, tmp_
     missing = tmp_path / "nope.lock"
     out = imagekit("build", *PRODUCT, "--lock", str(missing), "--locked")
     assert out.returncode == 2
-    assert f"no lock file {missing}, and --locked refuses to write one" in out.stderr and "run `imagekit lock`" in out.stderr
+    assert f"no lock file {missing}, and --locked refuses to lock on this host" in out.stderr and "run `imagekit lock`" in out.stderr
     monkeypatch.setenv("IMAGEKIT_LOCKED", "1")  # what CI sets once per job
     out = imagekit("build", *PRODUCT, "--lock", str(missing))
     assert out.returncode == 2 and "--locked refuses" in out.stderr
@@ -171,3 +173,47 @@ def test_a_template_change_changes_every_cell_that_renders_it(imagekit, project_
     after = json.loads(imagekit("matrix", "list", *PRODUCT, "--matrix", str(overlay), "--format", "github").stdout)["include"]
     changed = {a["id"] for a, b in zip(after, before, strict=True) if a["inputs_id"] != b["inputs_id"]}
     assert changed == {"2.6.0-cu118-py3.11-runtime", "2.6.0-cu121-py3.11-runtime"}, "only the cells holding an extension"
+
+
+def test_build_locks_only_what_the_lock_lacks_and_refuses_a_stale_entry_first(imagekit, tmp_path, monkeypatch):
+    # A lock written for one cell (`--only`), then a build of more: the absent ones are locked, the
+    # present ones kept. Here the locking needs the engine, so it stops there, having written nothing.
+    lock = current_lock(tmp_path / "p.lock", M / "product-like.yaml")
+    text = lock.read_text()
+    data = yaml.safe_load(text)
+    del data["images"]["2.6.0-cu118-py3.11-devel"]
+    lock.write_text(yaml.safe_dump(data))
+    kept = lock.read_text()
+    out = imagekit("build", *PRODUCT, "--lock", str(lock))
+    assert out.returncode == 2 and f"{lock} lacks 2.6.0-cu118-py3.11-devel: locking 1 image(s) first" in out.stderr, out.stderr
+    assert "cannot reach the Docker engine" in out.stderr and lock.read_text() == kept
+    assert imagekit("build", *PRODUCT, "--lock", str(lock), "--locked").returncode == 2
+    # A stale entry beside the absent one: refused with the remedy, before any locking.
+    data["images"]["2.6.0-cu121-py3.11-runtime"]["inputs"] = "0" * 64
+    lock.write_text(yaml.safe_dump(data))
+    out = imagekit("build", *PRODUCT, "--lock", str(lock))
+    assert out.returncode == 2 and "the lock does not match the matrix" in out.stderr and "locking" not in out.stderr
+
+
+def test_a_switch_set_in_the_environment_is_turned_off_by_its_no_flag(imagekit, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGEKIT_LOCKED", "1")
+    out = imagekit("build", *PRODUCT, "--lock", str(tmp_path / "none.lock"), "--no-locked")
+    assert out.returncode == 2 and "locking 6 image(s) first" in out.stderr and "--locked refuses" not in out.stderr
+
+
+def test_the_default_folders_are_checked_like_given_ones(imagekit, tmp_path):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    (work / "reports").write_text("not a folder")
+    (work / "build").symlink_to(elsewhere)
+    smoke = imagekit("smoke", *PRODUCT, cwd=work)
+    assert smoke.returncode == 2 and "--reports (default reports): reports is a file, not a folder" in smoke.stderr
+    render = imagekit("render", *PRODUCT, cwd=work)
+    assert render.returncode == 2 and "--out (default build): build is a symlink" in render.stderr
+    assert list(elsewhere.iterdir()) == [], "nothing was written through the symlink"
+
+
+def test_options_are_never_abbreviated(imagekit):
+    out = imagekit("build", *PRODUCT, "--re", "x")
+    assert out.returncode == 2 and "unrecognized arguments: --re x" in out.stderr
