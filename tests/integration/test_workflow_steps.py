@@ -18,7 +18,7 @@ from workflow_runner import Context, JobRunner, StepResult, load
 
 from imagekit.adapters.docker_engine import Engine
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.tool("git")]  # the workflow runs in a git checkout
 
 WORKFLOW = load(ROOT / ".github" / "workflows" / "images.yml")
 USER, PASSWORD = "imagekit-workflow", f"workflow-pw-{uuid.uuid4().hex}"
@@ -86,6 +86,7 @@ def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
         yield reg
 
 
+@pytest.mark.tool("docker-registry", "htpasswd", "openssl")
 def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: Workspace, registry: LocalRegistry, tmp_path):
     repo = checkout(tmp_path)
     site = tmp_path / "site.yaml"
@@ -106,7 +107,7 @@ def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: W
     fork = Context("pull_request", from_fork=True, needs_outputs=ctx.needs_outputs)
     assert not fork.condition(WORKFLOW["jobs"]["images"]["if"]), "a fork's pull request never reaches the GPU runners"
 
-    cpu = {"IMAGEKIT_TEST_GPUS": "none", "IMAGEKIT_TEST_REQUIRE_GPU": ""}
+    cpu = {"IMAGEKIT_GPUS": "none", "IMAGEKIT_REQUIRE_GPU": "0"}
     images = JobRunner(WORKFLOW, "images", ctx, repo, tmp_path / "runner-images", tmp_path / "artifacts", overrides | cpu)
     passed(images.run(), skipped=("Lock against fresh bases and packages (weekly)",))
     for image_id in (IMAGE_ID, EXTENSION_ID):
