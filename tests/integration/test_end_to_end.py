@@ -40,6 +40,7 @@ def smoke_containers(engine: Engine, ws: Workspace) -> list[str]:
 
 
 @pytest.mark.engines(*ALL)
+@pytest.mark.tool("xmllint")  # the reports against the JUnit schema
 def test_nox_build_test_builds_and_smoke_tests_a_real_torch_image(built, ws, engine):
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-6000:]
     report = ws.reports / "junit" / f"{IMAGE_ID}.xml"
@@ -182,6 +183,7 @@ def test_unchanged_rebuild_is_skipped(built, ws):
         assert case.find("skipped").get("message").startswith(f"unchanged: {ws.repo}:{image_id}-")
 
 
+@pytest.mark.tool("xmllint")
 def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, tmp_path):
     assert built.returncode == 0
     # The local base without bash: it locks (apt runs under sh), and every RUN of the template fails.

@@ -27,7 +27,8 @@ from imagekit.adapters.registry import MANIFEST_TYPES
 # Pushes differ by store: the classic store compresses layers as it pushes and names the image by
 # its config; the containerd store pushes the very manifest it holds, and names the image by it.
 # Engine 20.10 too: the offline recipe must publish from the engine a site may still run.
-pytestmark = [pytest.mark.docker, pytest.mark.engines(*ALL)]
+# The registry is Debian's docker-registry with an htpasswd file and an openssl-made CA (tests/local_registry.py).
+pytestmark = [pytest.mark.docker, pytest.mark.engines(*ALL), pytest.mark.tool("docker-registry", "htpasswd", "openssl")]
 
 USER = "imagekit-ci"
 PASSWORD = f"registry-pw-{uuid.uuid4().hex}"

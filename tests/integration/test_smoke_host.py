@@ -35,6 +35,7 @@ def torch_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.rmtree(env_dir)
 
 
+@pytest.mark.tool("xmllint")
 def test_smoke_passes_on_a_cpu_host_against_an_image_promise(torch_python, tmp_path):
     reports = tmp_path / "reports"
     out = subprocess.run(
