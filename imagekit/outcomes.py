@@ -53,3 +53,11 @@ class Relocked(State):
     REPINNED = "re-pinned local base", True
     RESOLVED = "resolved", True
     FAILED = "failed", False
+
+
+class Finding(State):
+    """One of `imagekit doctor`'s checks; its text is the mark the line starts with."""
+
+    OK = "ok", True
+    FAIL = "FAIL", False
+    INFO = "--", True  # informational: e.g. no GPU on a CPU-only host is not a failure

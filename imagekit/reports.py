@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from imagekit.files import write_atomic
 from imagekit.outcomes import Built
@@ -40,8 +41,7 @@ class ReportsDir:
     def logs(self) -> Path:
         return self.root / "logs"
 
-    def log(self, step: str, image_id: str) -> Path:
-        """`step`: build, size, test or verify."""
+    def log(self, step: Literal["build", "size", "test", "verify"], image_id: str) -> Path:
         return self.logs / f"{step}-{image_id}.log"
 
     @property
@@ -78,12 +78,15 @@ class ReportsDir:
         return self.root / "published.json"
 
 
+CaseOutcome = Literal["passed", "failed", "error", "skipped"]
+
+
 @dataclass
 class Case:
     name: str
     classname: str
     time: float = 0.0
-    outcome: str = "passed"  # passed | failed | error | skipped
+    outcome: CaseOutcome = "passed"
     message: str = ""
     text: str = ""
 
@@ -211,6 +214,27 @@ def summarise(path: Path) -> SuiteSummary:
         properties=props,
         slowest=slowest,
     )
+
+
+@dataclass(frozen=True)
+class SmokeVerdict:
+    """What a smoke report says about the content it tested (publish's gate reads it)."""
+
+    content_id: str | None  # CONTENT_ID_PROPERTY; None in a report that does not record it
+    cases: int
+    failed: tuple[str, ...]  # names of the failed or errored tests
+
+
+def smoke_verdict(path: Path) -> SmokeVerdict | None:
+    """The verdict of the smoke report at ``path``; None when it is not JUnit XML."""
+    try:
+        root = ET.parse(path).getroot()  # noqa: S314 - a report imagekit wrote
+    except (OSError, ET.ParseError):
+        return None
+    props = {p.get("name"): p.get("value") for p in root.iter("property")}
+    cases = list(root.iter("testcase"))
+    failed = tuple(str(c.get("name")) for c in cases if c.find("failure") is not None or c.find("error") is not None)
+    return SmokeVerdict(props.get(CONTENT_ID_PROPERTY), len(cases), failed)
 
 
 def build_states(path: Path) -> dict[str, Built]:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Literal
 
 from imagekit.adapters import host
 from imagekit.adapters.host import Probe
@@ -25,17 +26,19 @@ BUILDER_TIP = (
 # How a build's image reaches the engine: `load` (the exporter writes it into the image store), or
 # `oci` (an OCI tarball with rewrite-timestamp=true, then `docker load`): the containerd store's
 # exporter refuses rewrite-timestamp beside its unpack step (moby/buildkit#4230), the tarball does not.
-LOAD, OCI = "load", "oci"
+Method = Literal["load", "oci"]
+LOAD: Method = "load"
+OCI: Method = "oci"
 
 
 @dataclass(frozen=True)
 class Builder:
     docker: str  # path of the docker CLI
-    kind: str  # "buildx" or "buildkit"
+    kind: Literal["buildx", "buildkit"]  # `docker buildx build`, or `DOCKER_BUILDKIT=1 docker build` (CLI < 23)
     client_version: str
     buildx_version: str | None = None
 
-    def describe(self, method: str = LOAD) -> str:
+    def describe(self, method: Method = LOAD) -> str:
         cli = f"{self.docker}, CLI {self.client_version}"
         if self.kind == "buildx":
             how = "--output type=oci,rewrite-timestamp=true, then docker load" if method == OCI else "--load"
@@ -114,14 +117,14 @@ def _major(version: str) -> int:
         return 0
 
 
-def _docker_clis() -> list[str]:
-    """Every docker CLI on PATH, in PATH order, each real file once (IMAGEKIT_DOCKER alone if set)."""
-    explicit = os.environ.get("IMAGEKIT_DOCKER")
+def docker_clis(path: str, explicit: str | None = None) -> list[str]:
+    """Every docker CLI in the folders of ``path`` (a PATH value), in order, each real file once;
+    ``explicit`` (IMAGEKIT_DOCKER) alone when set."""
     if explicit:
         return [explicit]
     seen: set[str] = set()
     found = []
-    for folder in os.environ.get("PATH", "").split(os.pathsep):
+    for folder in path.split(os.pathsep):
         candidate = Path(folder or ".") / "docker"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             real = str(candidate.resolve())
@@ -131,11 +134,13 @@ def _docker_clis() -> list[str]:
     return found
 
 
-def find_builder(probe: Probe | None = None) -> Builder:
-    """The first docker CLI on PATH that can drive BuildKit; a newer CLI without buildx that hides
-    an older one (common on hosts with Debian's docker.io) is passed over, not fatal. ``probe``
-    runs `docker version` and `docker buildx version` (host.run_probe unless given)."""
-    clis = _docker_clis()
+def find_builder(probe: Probe | None = None, clis: list[str] | None = None) -> Builder:
+    """The first of ``clis`` (default: the docker CLIs on PATH, or IMAGEKIT_DOCKER) that can drive
+    BuildKit; a newer CLI without buildx that hides an older one (common on hosts with Debian's
+    docker.io) is passed over, not fatal. ``probe`` runs `docker version` and `docker buildx
+    version` (host.run_probe unless given)."""
+    if clis is None:
+        clis = docker_clis(os.environ.get("PATH", ""), os.environ.get("IMAGEKIT_DOCKER"))
     if not clis:
         raise EngineError("no docker CLI found on PATH", tip=BUILDER_TIP)
     refused = []
@@ -154,14 +159,15 @@ def find_builder(probe: Probe | None = None) -> Builder:
 
 
 class BuildProcesses:
-    """The docker CLI builds under way, so an interrupt can stop them rather than wait for them."""
+    """Runs BuildKit builds through the docker CLI (stages/ports.py `BuildRunner`), and knows the
+    ones under way, so an interrupt can stop them rather than wait for them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
         self._stopped = False
 
-    def start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
+    def _start(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
         with self._lock:
             if self._stopped:
                 raise KeyboardInterrupt
@@ -169,9 +175,21 @@ class BuildProcesses:
             self._running.add(proc)
             return proc
 
-    def done(self, proc: subprocess.Popen[str]) -> None:
-        with self._lock:
-            self._running.discard(proc)
+    def run(self, argv: list[str], env: dict[str, str], log: IO[str], on_line: Callable[[str], None] | None = None) -> int:
+        """Run a build, streaming its output into ``log`` (and each line to ``on_line``); its exit code."""
+        proc = self._start(argv, env)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if on_line:
+                    on_line(line.rstrip("\n"))
+        finally:
+            rc = proc.wait()
+            with self._lock:
+                self._running.discard(proc)
+            log.flush()
+        return rc
 
     def stop_all(self) -> None:
         """Stop every build (the CLI cancels its BuildKit session on SIGTERM) and refuse new ones."""
@@ -179,19 +197,3 @@ class BuildProcesses:
             self._stopped = True
             for proc in self._running:
                 proc.terminate()
-
-
-def run_build(argv: list[str], env: dict[str, str], log: IO[str], procs: BuildProcesses, on_line: Any = None) -> int:
-    """Run a build, streaming its output into ``log`` (and each line to ``on_line``)."""
-    proc = procs.start(argv, env)
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            log.write(line)
-            if on_line:
-                on_line(line.rstrip("\n"))
-    finally:
-        rc = proc.wait()
-        procs.done(proc)
-        log.flush()
-    return rc

@@ -1,6 +1,7 @@
 """The `imagekit` command: one module per command, each declaring the options it takes
-(`options.py`) and a `run(args)` that raises. `main` is the one place errors become messages and
-exit codes: 0 success, 1 a build or test failed, 2 bad input or an unusable host."""
+(`options.py`) and a `run(args, use)` that raises; ``use`` is the adapters it hands its stages
+(`common.Adapters`). `main` is the one place errors become messages and exit codes: 0 success, 1 a
+build or test failed, 2 bad input or an unusable host."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from imagekit import console
 from imagekit.cli import build, diff, doctor, lock, manifest, matrix, publish, render, smoke, test, verify
 from imagekit.cli import options as o
-from imagekit.cli.common import Args
+from imagekit.cli.common import Adapters, Args
 from imagekit.errors import ConfigurationError, ImagekitError
 
 COMMANDS: dict[str, ModuleType] = {
@@ -61,7 +62,7 @@ def _options_of(given: argparse.Namespace) -> tuple[o.Option, ...]:
     return COMMANDS[given.command].OPTIONS
 
 
-def main_inner(argv: list[str] | None = None) -> int:
+def main_inner(argv: list[str] | None = None, adapters: Adapters | None = None) -> int:
     given, extra = parser().parse_known_args(argv)
     command = given.command + (f" {given.action}" if given.command == "matrix" else "")
     if extra:
@@ -70,7 +71,7 @@ def main_inner(argv: list[str] | None = None) -> int:
             raise ConfigurationError(found[0], tip=found[1])
         raise ConfigurationError(f"unrecognized arguments: {' '.join(extra)}", tip=f"see `imagekit {command} --help`")
     args = Args({**vars(given), **o.resolve(given, _options_of(given))})
-    return COMMANDS[given.command].run(args)
+    return COMMANDS[given.command].run(args, adapters or Adapters())
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -78,10 +79,11 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, adapters: Adapters | None = None) -> int:
+    """``adapters``: the outside world (tests hand in fakes); the real one when None."""
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return main_inner(argv)
+        return main_inner(argv, adapters)
     except ImagekitError as exc:
         console.error(exc.message, exc.tip)
         return exc.return_code

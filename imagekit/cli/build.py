@@ -7,11 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagekit import console
-from imagekit.adapters.buildkit import find_builder
-from imagekit.adapters.git import collect
-from imagekit.cli import lock as lock_cmd
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, conclude, current_lock, engine, load, lock_path, rendered
+from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered, write_lock
 from imagekit.core.lock import Lock
 from imagekit.core.manifest import human
 from imagekit.core.matrix import ImageSpec, Matrix
@@ -24,17 +21,17 @@ HELP = "build images with BuildKit (skips unchanged ones; writes a missing lock 
 OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.LOCKED, o.OUT, o.REPORTS, o.JOBS)
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     # An extension is built on its parent's current content, so the parent is built (or found
     # unchanged) first even when --only names the extension alone.
     images = matrix.select(args.only, with_parents=True)
     path = lock_path(args, matrix)
-    ensure_locked(matrix, images, path, locked=args.locked)
+    ensure_locked(use, matrix, images, path, locked=args.locked)
     lock = current_lock(matrix, images, path)
     found = rendered(matrix, images, lock)
-    builder, docker = find_builder(), engine()
-    repro = reproducibility.detect(builder, docker)
+    builder, docker, runner = use.builder(use.probe), engine(use), use.runner()
+    repro = reproducibility.detect(builder, docker, runner)
     console.info(f"building {len(found)} image(s) with {builder.describe(repro.method)}, {args.jobs} at a time")
     console.info(f"engine: {docker.describe_store()}; reproducibility on this builder: {repro.describe()}")
     reports = ReportsDir(args.reports)
@@ -42,7 +39,8 @@ def run(args: Args) -> int:
         found,
         engine=docker,
         builder=builder,
-        provenance=collect(matrix.files[0].parent, matrix.source),
+        runner=runner,
+        provenance=use.provenance(matrix.files[0].parent, matrix.source),
         jobs=args.jobs,
         render_dir=args.out,
         reports=reports,
@@ -61,7 +59,7 @@ def run(args: Args) -> int:
     )
 
 
-def ensure_locked(matrix: Matrix, images: list[ImageSpec], path: Path, *, locked: bool) -> None:
+def ensure_locked(use: Adapters, matrix: Matrix, images: list[ImageSpec], path: Path, *, locked: bool) -> None:
     """Lock what the lock file lacks (all of it when there is none), keeping every current entry;
     with ``locked``, refuse instead. A stale entry is never re-pinned here: that is refused later,
     with the remedy, before anything is written."""
@@ -78,4 +76,4 @@ def ensure_locked(matrix: Matrix, images: list[ImageSpec], path: Path, *, locked
     if lock is not None:
         current_lock(matrix, [i for i in images if i not in absent], path)  # stale entries: refused, nothing written
     console.info(f"{what}: locking {len(absent)} image(s) first (`imagekit lock` does this alone)")
-    lock_cmd.write(matrix, images, path, upgrade=False, title=f"wrote {path} (commit it)")
+    write_lock(use, matrix, images, path, upgrade=False, title=f"wrote {path} (commit it)")

@@ -1,23 +1,46 @@
-"""What several commands share: the matrix and lock they read, the engine, and the one way a run
-ends (a table per run, then exit 1 when anything in it failed)."""
+"""What several commands share: the adapters they hand their stages, the matrix and lock they read,
+and the one way a run ends (a table per run, then exit 1 when anything in it failed)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from imagekit import console
-from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters import docker_engine, git, host
+from imagekit.adapters.buildkit import Builder, BuildProcesses, find_builder
+from imagekit.adapters.registry import Registry, auth_config
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.core import lock as lock_mod
+from imagekit.core.lock import pins
 from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
+from imagekit.core.provenance import Provenance
 from imagekit.core.render import Rendered, Renderer
 from imagekit.errors import ConfigurationError, RunFailed
 from imagekit.files import write_atomic
 from imagekit.outcomes import State
 from imagekit.reports import ReportsDir
+from imagekit.stages.ports import BuildRunner, Engine, HostRunner, RegistryClient
+from imagekit.stages.relock import Resolvers, update_lock
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """The outside world as commands reach it, each part made when a command first needs it:
+    `main` uses the real adapters, a unit test hands `main(argv, adapters)` fakes instead."""
+
+    engine: Callable[[], Engine] = docker_engine.Engine  # not yet connected
+    builder: Callable[[host.Probe], Builder] = find_builder
+    runner: Callable[[], BuildRunner] = BuildProcesses
+    registry: Callable[[str], RegistryClient] = Registry  # for a registry host
+    registry_auth: Callable[[str], dict[str, str] | None] = auth_config
+    resolvers: Resolvers = field(default_factory=Resolvers)
+    provenance: Callable[[Path, str | None], Provenance] = git.collect  # the matrix's folder, its `source`
+    probe: host.Probe = host.run_probe  # host tools: nvidia-smi, the docker CLIs
+    host_runner: HostRunner = host.run_logged  # `imagekit smoke`'s pytest on this host
 
 
 class Args:
@@ -70,20 +93,33 @@ def current_lock(matrix: Matrix, images: list[ImageSpec], path: Path) -> lock_mo
     return lock
 
 
-def engine() -> Engine:
-    found = Engine()
+def engine(use: Adapters) -> Engine:
+    found = use.engine()
     found.version()  # an unreachable engine is one clear error before any work, not a failure per image
     return found
 
 
-def conclude(title: str, columns: Sequence[str], rows: Sequence[tuple[str, State, Sequence[str]]], *, failed: str, tip: str) -> int:
+def conclude(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[tuple[str, State, Sequence[str]]],
+    *,
+    failed: str,
+    tip: str,
+    reasons: Mapping[str, str] | None = None,
+) -> int:
     """The end of every run over images: one table (image, state, then ``columns``), then exit 1,
-    naming the images, when any state is not ok. ``failed``: what happened to them, e.g. "failed to build"."""
+    naming the images, when any state is not ok. ``failed``: what happened to them, e.g. "failed to
+    build"; ``reasons``: image → why, listed in the error too (the table goes to stdout)."""
     console.table(title, ["image", "result", *columns], [[image, str(state), *rest] for image, state, rest in rows])
     bad = [image for image, state, _ in rows if not state.ok]
-    if bad:
-        raise RunFailed(f"{len(bad)} of {len(rows)} image(s) {failed}: {', '.join(bad)}", tip=tip)
-    return 0
+    if not bad:
+        return 0
+    if reasons:
+        raise RunFailed(
+            f"{len(bad)} of {len(rows)} image(s) {failed}:\n  " + "\n  ".join(f"{i}: {reasons.get(i, '')}" for i in bad), tip=tip
+        )
+    raise RunFailed(f"{len(bad)} of {len(rows)} image(s) {failed}: {', '.join(bad)}", tip=tip)
 
 
 def append_summary(reports: ReportsDir, markdown: str) -> None:
@@ -100,3 +136,22 @@ def require_smoke(matrix: Matrix) -> None:
         raise ConfigurationError(
             f"smoke suite not found at {matrix.smoke_dir}", tip="set `smoke:` in the matrix (relative to the matrix file)"
         )
+
+
+def write_lock(use: Adapters, matrix: Matrix, images: list[ImageSpec], path: Path, *, upgrade: bool, title: str) -> int:
+    """`imagekit lock`, and how `imagekit build` writes a missing lock: the lock brought up to date
+    for ``images`` and written, or nothing written when any of them cannot be locked."""
+    lock, done = update_lock(path, matrix, images, engine(use), upgrade=upgrade, resolvers=use.resolvers)
+    rows = []
+    for image in images:
+        entry = lock.images.get(image.id) if done[image.id].state.ok else None
+        shown = [entry.base or f"(parent {image.parent})", str(len(pins(entry.requirements)))] if entry else ["–", "–"]
+        rows.append((image.id, done[image.id].state, shown))
+    return conclude(
+        title,
+        ["base", "packages"],
+        rows,
+        failed=f"could not be locked; {path} is unchanged",
+        tip="lock what this host can reach with --only, and the rest where their index and bases are reachable",
+        reasons={image_id: outcome.message for image_id, outcome in done.items()},
+    )

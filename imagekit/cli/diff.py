@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, engine
+from imagekit.cli.common import Adapters, Args, engine
 from imagekit.cli.manifest import image_ref
 from imagekit.core.manifest import change_line, diff
 from imagekit.stages.inspect import read_manifest
@@ -21,8 +21,8 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", metavar="B", help="the same, compared with A")
 
 
-def run(args: Args) -> int:
-    docker = engine()
+def run(args: Args, use: Adapters) -> int:
+    docker = engine(use)
     a = read_manifest(docker, image_ref(args, docker, args.old))
     b = read_manifest(docker, image_ref(args, docker, args.new))
     changes = diff(a, b)

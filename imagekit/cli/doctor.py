@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from imagekit import console
-from imagekit.adapters.docker_engine import Engine
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, load
+from imagekit.cli.common import Adapters, Args, load
 from imagekit.cli.options import DEFAULT_MATRIX
+from imagekit.errors import RunFailed
 from imagekit.stages.doctor import run_checks
 
 HELP = "what this host can build and run"
 OPTIONS = (o.MATRIX, o.ONLY)
-MARK = {True: "ok", False: "FAIL", None: "--"}
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args) if (args.matrix or DEFAULT_MATRIX.is_file()) else None
     images = matrix.select(args.only) if matrix else []
-    # Engine() unprobed: an unreachable engine is one of the findings, not an error.
-    checks = run_checks(images, Engine(), matrix.ci if matrix else None)
+    # The engine unreached: an unreachable engine is one of the findings, not an error.
+    checks = run_checks(images, use.engine(), lambda: use.builder(use.probe), use.runner(), use.probe, matrix.ci if matrix else None)
     for check in checks:
-        console.info(f"{MARK[check.ok]:>4}  {check.name}: {check.detail}")
+        console.info(f"{check.state:>4}  {check.name}: {check.detail}")
         if check.tip:
             console.info(f"      -> {check.tip}")
-    return 1 if any(c.ok is False for c in checks) else 0
+    failed = [c.name for c in checks if not c.state.ok]
+    if failed:
+        raise RunFailed(
+            f"{len(failed)} of {len(checks)} check(s) failed: {', '.join(failed)}", tip="each failing line above says what to do"
+        )
+    return 0

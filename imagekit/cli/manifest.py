@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 
 from imagekit import console
-from imagekit.adapters.docker_engine import Engine
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, engine, load
+from imagekit.cli.common import Adapters, Args, engine, load
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.core.manifest import human
 from imagekit.stages.inspect import read_manifest
+from imagekit.stages.ports import ImageStore
 
 HELP = "what is inside an image: pip and apt packages, CUDA libraries, sizes"
 OPTIONS = (o.MATRIX, o.FORMAT)
@@ -20,7 +20,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a matrix image id (its tag), or any image reference (pulled when absent)")
 
 
-def image_ref(args: Args, docker: Engine, name: str) -> str:
+def image_ref(args: Args, docker: ImageStore, name: str) -> str:
     """A matrix image id names its moving tag; anything else is an image reference, pulled when absent."""
     if args.matrix or DEFAULT_MATRIX.is_file():
         matrix = load(args)
@@ -30,8 +30,8 @@ def image_ref(args: Args, docker: Engine, name: str) -> str:
     return name
 
 
-def run(args: Args) -> int:
-    docker = engine()
+def run(args: Args, use: Adapters) -> int:
+    docker = engine(use)
     m = read_manifest(docker, image_ref(args, docker, args.image))
     if args.format == "json":
         console.print_json(m.as_dict())

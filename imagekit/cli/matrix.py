@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, load, lock_path
+from imagekit.cli.common import Adapters, Args, load, lock_path
 from imagekit.core import cells
 from imagekit.core.lock import Lock
 
@@ -15,7 +15,7 @@ ACTIONS = {
 }
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     if args.action == "validate":
         console.info(f"ok: {len(matrix.images)} images from {', '.join(map(str, matrix.files))}")

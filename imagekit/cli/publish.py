@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from imagekit import console
+from imagekit.adapters.registry import split_reference
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered
+from imagekit.cli.common import Adapters, Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered
 from imagekit.errors import ConfigurationError
 from imagekit.files import write_atomic
 from imagekit.reports import ReportsDir
@@ -16,7 +17,7 @@ HELP = "push tested images to the registry, immutable tag first"
 OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.REPORTS, o.REGISTRY, o.DRY_RUN, o.RETRIES)
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     images = matrix.select(args.only)
     found = rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
@@ -26,7 +27,16 @@ def run(args: Args) -> int:
             "no registry to publish to", tip="set `registry: host[:port]/path` in the matrix or an overlay, or pass --registry"
         )
     folder = ReportsDir(args.reports)
-    publisher = Publisher(engine(), registry, folder, dry_run=args.dry_run, retry=Retry(attempts=args.retries + 1))
+    host, _ = split_reference(registry)
+    publisher = Publisher(
+        engine(use),
+        use.registry(host),
+        use.registry_auth(host),
+        registry,
+        folder,
+        dry_run=args.dry_run,
+        retry=Retry(attempts=args.retries + 1),
+    )
     console.info(f"{'plan: ' if args.dry_run else ''}publishing {len(found)} image(s) to {registry}")
     outcomes = publish_images(found, publisher)
     if not args.dry_run:

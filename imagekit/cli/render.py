@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, load, lock_path, rendered
+from imagekit.cli.common import Adapters, Args, load, lock_path, rendered
 from imagekit.core.lock import Lock
 from imagekit.core.render import write_all
 
@@ -12,7 +12,7 @@ HELP = "write each image's Dockerfile and build context"
 OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.OUT)
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     path = lock_path(args, matrix)
     # Without a lock it still shows what it can (requirements unpinned): rendering is for reading.

@@ -6,7 +6,7 @@ import sys
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, load, require_smoke
+from imagekit.cli.common import Adapters, Args, load, require_smoke
 from imagekit.cli.test import report
 from imagekit.core.render import expectations, variant_drivers
 from imagekit.errors import ConfigurationError
@@ -17,7 +17,7 @@ HELP = "run the smoke suite on this host, without an image"
 OPTIONS = (o.MATRIX, o.ONLY, o.REPORTS, o.REQUIRE_GPU, o.TIMEOUT)
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     require_smoke(matrix)
     environment = {"IMAGEKIT_VARIANT_DRIVERS": variant_drivers(matrix.images)}
@@ -31,5 +31,7 @@ def run(args: Args) -> int:
         environment |= expectations(chosen[0])
     console.info(f"running {matrix.smoke_dir} on this host with {sys.executable}")
     folder = ReportsDir(args.reports)
-    outcome = smoke_host(matrix.smoke_dir, folder, require_gpu=args.require_gpu, environment=environment, timeout=args.timeout)
+    outcome = smoke_host(
+        matrix.smoke_dir, folder, use.host_runner, require_gpu=args.require_gpu, environment=environment, timeout=args.timeout
+    )
     return report([outcome], folder, with_builds=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from imagekit import console, reports
 from imagekit.cli import options as o
-from imagekit.cli.common import Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered, require_smoke
+from imagekit.cli.common import Adapters, Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered, require_smoke
 from imagekit.core.render import variant_drivers
 from imagekit.outcomes import Tested
 from imagekit.reports import ReportsDir
@@ -14,14 +14,14 @@ HELP = "run the smoke suite inside each built image"
 OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.REPORTS, o.GPUS, o.REQUIRE_GPU, o.TIMEOUT, o.MEMORY, o.CPUS)
 
 
-def run(args: Args) -> int:
+def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     images = matrix.select(args.only)
     found = rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
     require_smoke(matrix)
-    docker = engine()
+    docker = engine(use)
     options = SmokeOptions(
-        gpus=resolve_gpus(args.gpus, docker),
+        gpus=resolve_gpus(args.gpus, docker, use.probe),
         require_gpu=args.require_gpu,
         timeout=args.timeout,
         memory=args.memory,

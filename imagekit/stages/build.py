@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit import console
-from imagekit.adapters.buildkit import OCI, Builder, BuildProcesses, run_build
-from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.buildkit import OCI, Builder
 from imagekit.adapters.secrets import pip_secrets
 from imagekit.core.budget import over_budget
 from imagekit.core.identity import Identity
@@ -27,6 +26,7 @@ from imagekit.outcomes import Built
 from imagekit.reports import BUILD_SUITE, Case, ReportsDir, Suite, log_tail, write_atomic, write_suites
 from imagekit.stages.identity import resolve_identity
 from imagekit.stages.inspect import read_manifest
+from imagekit.stages.ports import BuildRunner, Engine
 from imagekit.stages.reproducibility import Reproducibility
 
 
@@ -55,12 +55,12 @@ class BuildOutcome:
 class BuildRun:
     engine: Engine
     builder: Builder
+    runner: BuildRunner  # runs the builder's commands
     provenance: Provenance
     render_dir: Path
     reports: ReportsDir
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
     reproducibility: Reproducibility | None = None  # None: pass the builder nothing for it
-    procs: BuildProcesses = field(default_factory=BuildProcesses)
 
     def one(self, rendered: Rendered, secrets: dict[str, Path], board: console.StatusBoard) -> BuildOutcome:
         image = rendered.image
@@ -168,7 +168,7 @@ class BuildRun:
         with log_path.open("w", encoding="utf-8", buffering=1) as log:
             log.write("$ " + " ".join(argv) + "\n")
             try:
-                rc = run_build(argv, env, log, self.procs, on_line)
+                rc = self.runner.run(argv, env, log, on_line)
                 if rc != 0 or tarball is None:
                     return rc
                 on_line(f"loading {tarball.name}")
@@ -192,6 +192,7 @@ def build_images(
     *,
     engine: Engine,
     builder: Builder,
+    runner: BuildRunner,
     provenance: Provenance,
     jobs: int,
     render_dir: Path,
@@ -199,7 +200,7 @@ def build_images(
     size_budgets: dict[str, SizeBudget] | None = None,
     reproducibility: Reproducibility | None = None,
 ) -> list[BuildOutcome]:
-    run = BuildRun(engine, builder, provenance, render_dir, reports, size_budgets or {}, reproducibility)
+    run = BuildRun(engine, builder, runner, provenance, render_dir, reports, size_budgets or {}, reproducibility)
     board = console.StatusBoard([r.image.id for r in rendered])
     with pip_secrets({r.image.index_url for r in rendered}) as secrets, board.shown():
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -226,7 +227,7 @@ def build_images(
                 # Leaving the pool waits for running builds: stop them first.
                 for f in running:
                     f.cancel()
-                run.procs.stop_all()
+                run.runner.stop_all()
                 raise
     outcomes = [done[r.image.id] for r in rendered]
     write_suites(reports.build_junit, [Suite(BUILD_SUITE, [o.case() for o in outcomes])])

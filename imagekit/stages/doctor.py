@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagekit.adapters import host
-from imagekit.adapters.buildkit import find_builder
-from imagekit.adapters.docker_engine import Engine, nvidia_runtime_present
+from imagekit.adapters.buildkit import Builder
+from imagekit.adapters.docker_engine import nvidia_runtime_present
 from imagekit.core.facts import version_tuple
 from imagekit.core.matrix import CiSpec, ImageSpec
 from imagekit.errors import ImagekitError
+from imagekit.outcomes import Finding
 from imagekit.stages import reproducibility
+from imagekit.stages.ports import BuildRunner, Engine
 
 # A torch 2.6 image is about 6 GB, plus pip's cache and BuildKit's layers while building.
 DISK_PER_IMAGE = 10 * 2**30
@@ -30,29 +33,33 @@ BIT_FOR_BIT_TIP = (
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool | None  # None: informational (e.g. no GPU on a CPU-only host is not a failure)
+    state: Finding
     detail: str
     tip: str = ""
 
 
-def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None, probe: host.Probe | None) -> list[Check]:
+def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None, probe: host.Probe) -> list[Check]:
     gpus = host.nvidia_gpus(probe)
     if gpus is None:
-        return [Check("nvidia driver", None, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)")]
+        return [
+            Check(
+                "nvidia driver", Finding.INFO, "no nvidia-smi: no NVIDIA driver on this host; images build and test on CPU (GPU tests skip)"
+            )
+        ]
     if not gpus:
-        return [Check("nvidia driver", False, "nvidia-smi found no GPU", "check `nvidia-smi` and the kernel module")]
+        return [Check("nvidia driver", Finding.FAIL, "nvidia-smi found no GPU", "check `nvidia-smi` and the kernel module")]
     driver = gpus[0].driver
     names = ", ".join(f"{g.index}: {g.name}" for g in gpus)
-    checks = [Check("nvidia driver", True, f"driver {driver}; GPUs {names}")]
+    checks = [Check("nvidia driver", Finding.OK, f"driver {driver}; GPUs {names}")]
     if info:
         runtime = nvidia_runtime_present(info)
         if runtime:
-            checks.append(Check("nvidia runtime", True, "Docker can pass GPUs to containers (--gpus)"))
+            checks.append(Check("nvidia runtime", Finding.OK, "Docker can pass GPUs to containers (--gpus)"))
         else:
             checks.append(
                 Check(
                     "nvidia runtime",
-                    False,
+                    Finding.FAIL,
                     "Docker has no NVIDIA runtime: containers cannot see the GPUs",
                     "install nvidia-container-toolkit, then `nvidia-ctk runtime configure --runtime=docker` and restart dockerd",
                 )
@@ -62,7 +69,7 @@ def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None
         checks.append(
             Check(
                 f"variant {variant}",
-                ok,
+                Finding.OK if ok else Finding.FAIL,
                 f"needs driver >= {needed}: {'runs' if ok else 'cannot run'} on {driver}",
                 "" if ok else f"upgrade the driver to >= {needed}, or use a variant whose minimum this driver meets",
             )
@@ -74,13 +81,21 @@ def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None
         for image in images:
             if version_tuple(driver) >= version_tuple(image.driver_min):
                 labels += [label for label in ci.labels(image) if label not in labels]
-        checks.append(Check("runner labels", None, "as a self-hosted GitHub Actions runner, give it: " + ", ".join(labels)))
+        checks.append(Check("runner labels", Finding.INFO, "as a self-hosted GitHub Actions runner, give it: " + ", ".join(labels)))
     return checks
 
 
-def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None, probe: host.Probe | None = None) -> list[Check]:
-    """Host checks for building and running ``images`` (none: the host alone). ``probe`` runs the
-    host's tools (nvidia-smi, the docker CLIs); host.run_probe unless given."""
+def run_checks(
+    images: list[ImageSpec],
+    engine: Engine,
+    builder: Callable[[], Builder],
+    runner: BuildRunner,
+    probe: host.Probe,
+    ci: CiSpec | None = None,
+) -> list[Check]:
+    """Host checks for building and running ``images`` (none: the host alone): ``engine`` not yet
+    reached (an unreachable one is a finding), ``builder`` finds the docker CLI that builds,
+    ``runner`` runs the reproducibility probe's builds, ``probe`` runs nvidia-smi."""
     checks: list[Check] = []
     docker_root = Path("/var/lib/docker")
     info: dict[str, Any] = {}
@@ -89,19 +104,21 @@ def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None
         info = engine.info()
         docker_root = Path(info.get("DockerRootDir") or docker_root)
         checks.append(
-            Check("docker engine", True, f"Engine {version.get('Version')} (API {version.get('ApiVersion')}), {engine.describe_store()}")
+            Check(
+                "docker engine", Finding.OK, f"Engine {version.get('Version')} (API {version.get('ApiVersion')}), {engine.describe_store()}"
+            )
         )
     except ImagekitError as exc:
-        checks.append(Check("docker engine", False, exc.message, exc.tip or ""))
+        checks.append(Check("docker engine", Finding.FAIL, exc.message, exc.tip or ""))
     try:
-        builder = find_builder(probe)
-        repro = reproducibility.detect(builder, engine)
-        checks.append(Check("buildkit", True, builder.describe(repro.method)))
+        found = builder()
+        repro = reproducibility.detect(found, engine, runner)
+        checks.append(Check("buildkit", Finding.OK, found.describe(repro.method)))
         # Informational below bit-for-bit: verify still proves equal file trees on any builder.
         tip = "" if repro.bit_for_bit else BIT_FOR_BIT_TIP
-        checks.append(Check("reproducibility", True if repro.bit_for_bit else None, repro.describe(), tip))
+        checks.append(Check("reproducibility", Finding.OK if repro.bit_for_bit else Finding.INFO, repro.describe(), tip))
     except ImagekitError as exc:
-        checks.append(Check("buildkit", False, exc.message, exc.tip or ""))
+        checks.append(Check("buildkit", Finding.FAIL, exc.message, exc.tip or ""))
     checks += _gpu_checks(images, info, ci, probe)
     free = host.free_bytes(docker_root)
     extensions = sum(1 for i in images if i.parent is not None)
@@ -110,7 +127,7 @@ def run_checks(images: list[ImageSpec], engine: Engine, ci: CiSpec | None = None
     checks.append(
         Check(
             "disk",
-            enough,
+            Finding.OK if enough else Finding.FAIL,
             f"{free / 2**30:.0f} GiB free under {docker_root}; about {wanted / 2**30:.0f} GiB wanted for {max(1, len(images))} image(s)",
             "" if enough else "free space (`docker system prune`) or build fewer images with --only",
         )

@@ -3,13 +3,14 @@ engine holds (build, test, verify and publish all start here)."""
 
 from __future__ import annotations
 
-from imagekit.adapters.docker_engine import BASE_TIP, Engine
+from imagekit.adapters.docker_engine import BASE_TIP
 from imagekit.core.identity import Identity, identify
 from imagekit.core.render import Rendered
 from imagekit.errors import ConfigurationError, EngineError
+from imagekit.stages.ports import ImageStore
 
 
-def resolve_identity(engine: Engine, rendered: Rendered, *, pull: bool) -> Identity | None:
+def resolve_identity(engine: ImageStore, rendered: Rendered, *, pull: bool) -> Identity | None:
     """Bind a rendered image to its content id on this engine; None when its base is absent. An
     extension's base is its parent's exact content, the image id behind the parent's content tag:
     None until the parent is built."""
@@ -21,7 +22,7 @@ def resolve_identity(engine: Engine, rendered: Rendered, *, pull: bool) -> Ident
     return identify(rendered, attrs["Id"], parent) if attrs else None
 
 
-def locked_base(engine: Engine, ref: str, locked: str | None, *, pull: bool) -> str | None:
+def locked_base(engine: ImageStore, ref: str, locked: str | None, *, pull: bool) -> str | None:
     """The base pinned in the lock (``name@sha256:…`` or a local image id), once it is on this
     engine (pulled by digest when ``pull``); None when absent. A local base whose tag now names
     another image is an error: it is not the base that was locked."""

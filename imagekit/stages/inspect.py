@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from imagekit.adapters.docker_engine import Engine
 from imagekit.core import manifest
 from imagekit.core.manifest import MANIFEST_PATH, PackageManifest
 from imagekit.errors import ConfigurationError, ImagekitError
+from imagekit.stages.ports import ImageStore
 
 
-def read_manifest(engine: Engine, ref: str) -> PackageManifest:
+def read_manifest(engine: ImageStore, ref: str) -> PackageManifest:
     attrs = engine.inspect_image(ref)
     if attrs is None:
         raise ConfigurationError(f"no image {ref} on this engine", tip="build it (`imagekit build`), or pull it first")

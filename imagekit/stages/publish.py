@@ -10,21 +10,20 @@ backoff; an image counts as published only when every step succeeded.
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from imagekit import console
-from imagekit.adapters.docker_engine import Engine
-from imagekit.adapters.registry import ImageKey, Manifest, Registry, auth_config, split_reference
+from imagekit.adapters.registry import ImageKey, Manifest, split_reference
 from imagekit.core.identity import Identity
 from imagekit.core.render import Rendered
 from imagekit.errors import ImagekitError, RegistryError
 from imagekit.outcomes import Published
-from imagekit.reports import CONTENT_ID_PROPERTY, ReportsDir
+from imagekit.reports import CONTENT_ID_PROPERTY, ReportsDir, smoke_verdict
 from imagekit.stages.identity import resolve_identity
+from imagekit.stages.ports import Engine, RegistryClient
 
 T = TypeVar("T")
 
@@ -68,21 +67,16 @@ def gate(ident: Identity, report: Path) -> str | None:
     """Why this image may not be published, or None when its smoke report passed for this content."""
     if not report.is_file():
         return f"no smoke report at {report}: run `imagekit test` first"
-    try:
-        root = ET.parse(report).getroot()  # noqa: S314 - a report imagekit wrote
-    except ET.ParseError:
+    verdict = smoke_verdict(report)
+    if verdict is None:
         return f"its smoke report {report} is not JUnit XML: run `imagekit test` again"
-    props = {p.get("name"): p.get("value") for p in root.iter("property")}
-    tested = props.get(CONTENT_ID_PROPERTY)
-    if tested is None:
+    if verdict.content_id is None:
         return f"its smoke report {report} records no content id ({CONTENT_ID_PROPERTY}), so it proves nothing about this image: run `imagekit test`"
-    if tested != ident.content_id:
-        return f"its smoke report is for content {str(tested)[:12]}, not {ident.content_id[:12]} (the image changed since it was tested): run `imagekit test`"
-    cases = list(root.iter("testcase"))
-    bad = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
-    if bad:
-        return f"its smoke report has {len(bad)} failed test(s): {', '.join(sorted(set(bad))[:5])}"
-    if not cases:
+    if verdict.content_id != ident.content_id:
+        return f"its smoke report is for content {verdict.content_id[:12]}, not {ident.content_id[:12]} (the image changed since it was tested): run `imagekit test`"
+    if verdict.failed:
+        return f"its smoke report has {len(verdict.failed)} failed test(s): {', '.join(sorted(set(verdict.failed))[:5])}"
+    if not verdict.cases:
         return "its smoke report holds no tests"
     return None
 
@@ -90,6 +84,8 @@ def gate(ident: Identity, report: Path) -> str | None:
 @dataclass
 class Publisher:
     engine: Engine
+    registry: RegistryClient  # the registry_ref's host, for read-backs
+    auth: dict[str, str] | None  # what the engine's push sends (None: the engine's own credentials)
     registry_ref: str  # host[:port]/path
     reports: ReportsDir
     dry_run: bool = False
@@ -99,8 +95,6 @@ class Publisher:
 
     def __post_init__(self) -> None:
         self.host, _ = split_reference(self.registry_ref)
-        self.registry = Registry(self.host)
-        self.auth = auth_config(self.host)
 
     def one(self, rendered: Rendered) -> PublishOutcome:
         image = rendered.image

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from imagekit.adapters import apt_resolver, pip_resolver
-from imagekit.adapters.docker_engine import Engine
 from imagekit.core.lock import Lock, Locked, apt_wanted, direct_requirements, pins
 from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.errors import ImagekitError
 from imagekit.outcomes import Relocked
+from imagekit.stages.ports import ContainerEngine
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,13 @@ class Resolvers:
 
 
 def relock(
-    lock: Lock, images: list[ImageSpec], matrix: Matrix, engine: Engine, *, upgrade: bool = False, resolvers: Resolvers | None = None
+    lock: Lock,
+    images: list[ImageSpec],
+    matrix: Matrix,
+    engine: ContainerEngine,
+    *,
+    upgrade: bool = False,
+    resolvers: Resolvers | None = None,
 ) -> dict[str, LockOutcome]:
     """Bring ``lock`` up to date for ``images`` (in matrix order: parents first). A current entry is
     kept as it is, like any lock tool, unless ``upgrade``: re-locking must not drift. The one
@@ -80,3 +87,18 @@ def relock(
         lock.images[image.id] = Locked(lock.inputs(image, matrix), base, requirements, apt, lock.resolution(image))
         done[image.id] = LockOutcome(Relocked.RESOLVED)
     return done
+
+
+def update_lock(
+    path: Path, matrix: Matrix, images: list[ImageSpec], engine: ContainerEngine, *, upgrade: bool, resolvers: Resolvers | None = None
+) -> tuple[Lock, dict[str, LockOutcome]]:
+    """The lock file at ``path`` brought up to date for ``images`` (entries for images the matrix no
+    longer has dropped) and written, or left as it was when any image cannot be locked: a lock is
+    never half written. Returns the lock and what happened per image."""
+    lock = Lock.read(path) if path.is_file() else Lock(path)
+    for stray in lock.strays(matrix):
+        del lock.images[stray]
+    done = relock(lock, images, matrix, engine, upgrade=upgrade, resolvers=resolvers)
+    if all(outcome.state.ok for outcome in done.values()):
+        lock.write(matrix.files)
+    return lock, done

@@ -22,15 +22,18 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from imagekit.adapters import host
-from imagekit.adapters.buildkit import LOAD, OCI, Builder, BuildProcesses, run_build
-from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.buildkit import LOAD, OCI, Builder, Method
 from imagekit.errors import ImagekitError
 from imagekit.reports import write_atomic
+from imagekit.stages.ports import BuildRunner, Engine
 
-FILE_TREE, TIMESTAMPS, BIT_FOR_BIT = "file tree", "timestamps", "bit-for-bit"
+Level = Literal["file tree", "timestamps", "bit-for-bit"]
+FILE_TREE: Level = "file tree"
+TIMESTAMPS: Level = "timestamps"
+BIT_FOR_BIT: Level = "bit-for-bit"
 PROBE_EPOCH = 1700000000  # any fixed time; the probe checks that the image carries it
 # Bump when the probe changes what it checks, so cached answers from an older probe are not reused.
 PROBE_SCHEMA = 1
@@ -39,8 +42,8 @@ PROBE_DOCKERFILE = "FROM scratch\nCOPY stamp /stamp\n"
 
 @dataclass(frozen=True)
 class Reproducibility:
-    level: str
-    method: str  # LOAD or OCI (adapters/buildkit.py): how a build's image reaches the engine
+    level: Level
+    method: Method  # how a build's image reaches the engine (adapters/buildkit.py)
     evidence: str  # what the probe saw
     probed: str  # when (ISO time), and whether this run or a cached answer
 
@@ -61,7 +64,9 @@ class Reproducibility:
         return f"{self.level}: {what}; probe: {self.evidence} ({self.probed})"
 
 
-def judge(oci_ids: tuple[str | None, str | None], oci_failure: str, load_created: str | None, load_failure: str) -> tuple[str, str, str]:
+def judge(
+    oci_ids: tuple[str | None, str | None], oci_failure: str, load_created: str | None, load_failure: str
+) -> tuple[Level, Method, str]:
     """(level, method, evidence) from what the probe builds gave: the image ids of two OCI-archive
     builds of the same context with different file times (None: that build failed, why in
     ``oci_failure``), and the `created` time of a loaded build given SOURCE_DATE_EPOCH."""
@@ -97,7 +102,7 @@ def cache_key(builder: Builder, engine: Engine) -> str:
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def detect(builder: Builder, engine: Engine, *, cache: Path | None = None) -> Reproducibility:
+def detect(builder: Builder, engine: Engine, runner: BuildRunner, *, cache: Path | None = None) -> Reproducibility:
     """The builder's level: the cached answer for this builder and engine, else a probe's."""
     path = cache or host.cache_dir() / "builders.json"
     try:
@@ -110,7 +115,7 @@ def detect(builder: Builder, engine: Engine, *, cache: Path | None = None) -> Re
             return Reproducibility(**{**known[key], "probed": f"probed {known[key]['probed']}, cached in {path}"})
         except TypeError:
             pass  # an entry of another shape: probe again
-    level, method, evidence = probe(builder, engine)
+    level, method, evidence = probe(builder, engine, runner)
     when = datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     found = Reproducibility(level, method, evidence, when)
     known[key] = asdict(found)
@@ -129,7 +134,7 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def probe(builder: Builder, engine: Engine) -> tuple[str, str, str]:
+def probe(builder: Builder, engine: Engine, runner: BuildRunner) -> tuple[Level, Method, str]:
     """Build a one-file image from scratch (no base, no network): twice as an OCI archive with
     different file times, and once loaded with SOURCE_DATE_EPOCH. Everything it makes is removed."""
     run = uuid.uuid4().hex[:8]
@@ -141,7 +146,7 @@ def probe(builder: Builder, engine: Engine) -> tuple[str, str, str]:
         stamp = context / "stamp"
         stamp.write_text("imagekit reproducibility probe\n")
 
-        def build(method: str, mtime: float) -> tuple[dict[str, Any] | None, str]:
+        def build(method: Method, mtime: float) -> tuple[dict[str, Any] | None, str]:
             name = f"imagekit-probe-{run}:{len(names)}"
             names.append(name)
             os.utime(stamp, (mtime, mtime))
@@ -149,7 +154,7 @@ def probe(builder: Builder, engine: Engine) -> tuple[str, str, str]:
             argv, env = builder.command(context, [name], {}, {}, no_cache=True, source_date_epoch=PROBE_EPOCH, oci_tarball=tarball)
             log_path = context / "build.log"
             with log_path.open("w", encoding="utf-8") as log:
-                rc = run_build(argv, env, log, BuildProcesses())
+                rc = runner.run(argv, env, log)
             lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
             if rc != 0:
                 errors = [line for line in lines if line.startswith("ERROR")] or lines or [f"exit {rc}"]

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from imagekit import console
 from imagekit.adapters import host
-from imagekit.adapters.docker_engine import Engine, gpu_request, nvidia_runtime_present
+from imagekit.adapters.docker_engine import gpu_request, nvidia_runtime_present
 from imagekit.core.render import Rendered
 from imagekit.errors import EngineError
 from imagekit.outcomes import Tested
 from imagekit.reports import CONTENT_ID_PROPERTY, HOST, SUITE_REPORT, Case, ReportsDir, Suite, log_tail, stamp_suites, write_suites
 from imagekit.stages.identity import resolve_identity
+from imagekit.stages.ports import ContainerEngine, HostRunner
 
 SMOKE_MOUNT = "/imagekit/smoke"
 EXTENSION_MOUNT = "/imagekit/extension"
@@ -48,8 +49,9 @@ class SmokeOutcome:
     message: str = ""
 
 
-def resolve_gpus(spec: str, engine: Engine) -> str:
-    """`auto` → `all` when this host has an NVIDIA GPU and Docker can hand it to containers."""
+def resolve_gpus(spec: str, engine: ContainerEngine, probe: host.Probe) -> str:
+    """`auto` → `all` when this host has an NVIDIA GPU (``probe`` runs nvidia-smi) and Docker can
+    hand it to containers."""
     if spec != "auto":
         if spec != "none" and not nvidia_runtime_present(engine.info()):
             raise EngineError(
@@ -57,15 +59,16 @@ def resolve_gpus(spec: str, engine: Engine) -> str:
                 tip="install nvidia-container-toolkit and run `nvidia-ctk runtime configure --runtime=docker`, or use --gpus none",
             )
         return spec
-    gpus = host.nvidia_gpus()
+    gpus = host.nvidia_gpus(probe)
     return "all" if gpus and nvidia_runtime_present(engine.info()) else "none"
 
 
-def pytest_args(out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
-    """The smoke suite's pytest arguments, the same in an image and on a bare host."""
+def pytest_args(junit: str, out_dir: str, suite_name: str, require_gpu: bool) -> list[str]:
+    """The smoke suite's pytest arguments, the same in an image and on a bare host: its JUnit
+    report and output folder as the suite sees them (paths in the container, or on the host)."""
     args = [
         "-p", "no:cacheprovider", "-rs",
-        f"--junitxml={out_dir}/{SUITE_REPORT}", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={suite_name}",
+        f"--junitxml={junit}", "-o", "junit_family=xunit2", "-o", f"junit_suite_name={suite_name}",
         f"--output-dir={out_dir}",
     ]  # fmt: skip
     return [*args, "--require-gpu"] if require_gpu else args
@@ -78,7 +81,9 @@ def smoke_command(image_id: str, require_gpu: bool, extension_tests: bool = Fals
     if extension_tests:
         paths += [EXTENSION_MOUNT, "--rootdir=/imagekit", *(["-c", f"{SMOKE_MOUNT}/pytest.ini"] if ini else [])]
     # umask 0: files the image's (non-root) user writes stay removable by the host user.
-    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", *paths, *pytest_args(OUT_MOUNT, image_id, require_gpu)]
+    # The suite's report lands in the mounted artifacts folder, where ReportsDir.suite_report finds it.
+    junit = f"{OUT_MOUNT}/{SUITE_REPORT}"
+    return ["sh", "-c", 'umask 0000 && exec python -m pytest "$@"', "smoke", *paths, *pytest_args(junit, OUT_MOUNT, image_id, require_gpu)]
 
 
 def _failed_report(path: Path, image_id: str, outcome: str, message: str, text: str) -> None:
@@ -125,7 +130,12 @@ def _outcome(
 
 
 def smoke_one(
-    rendered: Rendered, engine: Engine, options: SmokeOptions, smoke_dir: Path, reports: ReportsDir, extension_tests: Path | None = None
+    rendered: Rendered,
+    engine: ContainerEngine,
+    options: SmokeOptions,
+    smoke_dir: Path,
+    reports: ReportsDir,
+    extension_tests: Path | None = None,
 ) -> SmokeOutcome:
     image_id = rendered.image.id
     report = reports.test_junit(image_id)
@@ -165,8 +175,10 @@ def smoke_one(
     return _outcome(image_id, exit_code, reports.suite_report(image_id), report, log_path, time.monotonic() - start, options.timeout, stamp)
 
 
-def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, environment: dict[str, str], timeout: float) -> SmokeOutcome:
-    """The same suite on this host, with this Python: vets a GPU node without an image."""
+def smoke_host(
+    smoke_dir: Path, reports: ReportsDir, runner: HostRunner, *, require_gpu: bool, environment: dict[str, str], timeout: float
+) -> SmokeOutcome:
+    """The same suite on this host, with this Python (through ``runner``): vets a GPU node without an image."""
     name = f"host-{socket.gethostname()}"
     out_dir = _fresh_dir(reports.artifacts(HOST))
     report = reports.test_junit(HOST)
@@ -174,15 +186,21 @@ def smoke_host(smoke_dir: Path, reports: ReportsDir, *, require_gpu: bool, envir
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
-        argv = [sys.executable, "-m", "pytest", str(smoke_dir), *pytest_args(str(out_dir), name, require_gpu)]
-        exit_code = host.run_logged(argv, environment, log, timeout)
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(smoke_dir),
+            *pytest_args(str(reports.suite_report(HOST)), str(out_dir), name, require_gpu),
+        ]
+        exit_code = runner(argv, environment, log, timeout)
     return _outcome(name, exit_code, reports.suite_report(HOST), report, log_path, time.monotonic() - start, timeout)
 
 
 def smoke_images(
     rendered: list[Rendered],
     *,
-    engine: Engine,
+    engine: ContainerEngine,
     options: SmokeOptions,
     smoke_dir: Path,
     reports: ReportsDir,

@@ -15,9 +15,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from imagekit import console
+from imagekit.adapters.secrets import pip_secrets
 from imagekit.core.render import Rendered
 from imagekit.errors import ImagekitError
 from imagekit.outcomes import Verified
@@ -39,7 +40,7 @@ STAMPED: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Entry:
-    kind: str  # file | dir | link | hardlink | other
+    kind: Literal["file", "dir", "link", "hardlink", "other"]
     mode: int
     owner: tuple[int, int]
     size: int
@@ -105,12 +106,19 @@ class VerifyOutcome:
     image_id: str
     state: Verified = Verified.FAILED
     message: str = ""
-    compared: str = ""  # image digests | file trees | image digests and file trees
+    compared: Literal["", "image digests", "file trees", "image digests and file trees"] = ""  # "": nothing compared
     digests: tuple[str, str] | None = None  # (original, rebuild) image ids
     differences: list[Difference] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     cache_reclaimed: int = 0  # bytes of the rebuild's build cache dropped afterwards
+
+
+def verify_images(rendered: list[Rendered], run: BuildRun) -> list[VerifyOutcome]:
+    """Each image rebuilt without the build cache and compared with the built one, one at a time
+    (each rebuild is a whole cold build)."""
+    with pip_secrets({r.image.index_url for r in rendered}) as secrets:
+        return [verify_one(r, run, secrets[r.image.index_url], run.reports) for r in rendered]
 
 
 def verify_one(rendered: Rendered, run: BuildRun, secrets: dict[str, Path], reports: ReportsDir) -> VerifyOutcome:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from imagekit.cli import main
+from imagekit.cli.common import Adapters
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MATRICES = ROOT / "tests" / "matrices"
@@ -100,8 +101,8 @@ class Ran:
 
 @pytest.fixture
 def imagekit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Ran]:
-    """``imagekit(*argv, cwd=...)``: the command, in this process (`main(argv)`), with what it wrote
-    to stdout and stderr. It runs in ``cwd``, by default an empty folder where no matrix.yaml is
+    """``imagekit(*argv, cwd=..., adapters=...)``: the command, in this process (`main(argv,
+    adapters)`: the real adapters unless fakes are given), with what it wrote to stdout and stderr. It runs in ``cwd``, by default an empty folder where no matrix.yaml is
     found, so a test names the --matrix it means; and without the IMAGEKIT_* variables of the
     environment pytest runs in (CI sets some), so a test sets those it means (monkeypatch.setenv)."""
     for name in [n for n in os.environ if n.startswith("IMAGEKIT_")]:
@@ -109,13 +110,13 @@ def imagekit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     folder = tmp_path / "cwd"
     folder.mkdir()
 
-    def run(*argv: str, cwd: Path | None = None) -> Ran:
+    def run(*argv: str, cwd: Path | None = None, adapters: Adapters | None = None) -> Ran:
         capsys.readouterr()  # what came before is not this command's
         handler = signal.getsignal(signal.SIGTERM)  # main() installs its own; give pytest its back
         with monkeypatch.context() as m:
             m.chdir(cwd or folder)
             try:
-                rc = main(list(argv))
+                rc = main(list(argv), adapters)
             finally:
                 signal.signal(signal.SIGTERM, handler)
         captured = capsys.readouterr()

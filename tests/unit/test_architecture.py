@@ -40,14 +40,39 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["core", "adapters"])
+@pytest.mark.parametrize("layer", ["core", "adapters", "stages"])
 def test_lower_layers_never_import_higher_ones(layer):
-    higher = {"core": ("adapters", "stages", "cli", "reports"), "adapters": ("stages", "cli")}[layer]
+    higher = {"core": ("adapters", "stages", "cli", "reports"), "adapters": ("stages", "cli"), "stages": ("cli",)}[layer]
     offenders = {
         str(path.relative_to(ROOT)): sorted(m for m in _imports(path) if m.startswith("imagekit.") and m.split(".")[1] in higher)
         for path in (PACKAGE / layer).glob("*.py")
     }
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_adapters_talk_to_engines_networks_and_processes():
+    """Stages reach the outside world through the adapters they are handed (stages/ports.py);
+    nothing but an adapter imports the libraries that do it."""
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(m for m in _imports(path) if m.split(".")[0] in SIDE_EFFECTS)
+        for path in PACKAGE.rglob("*.py")
+        if "adapters" not in path.relative_to(PACKAGE).parts
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_stages_make_no_adapter_of_their_own():
+    """A stage is handed its engine, builder runner, registry client and host tools; it never builds
+    one (a fake could then not stand in for it)."""
+    made = {"Engine", "Registry", "BuildProcesses", "find_builder", "run_probe", "run_logged", "collect", "auth_config"}
+    offenders = []
+    for path in (PACKAGE / "stages").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr if isinstance(node.func, ast.Attribute) else ""
+                if name in made:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}()")
+    assert offenders == []
 
 
 # The names of what lies under reports/ (imagekit/reports.py, ReportsDir's docstring).

@@ -1,6 +1,7 @@
 """Which docker CLI builds: buildx when present, a pre-23 CLI with DOCKER_BUILDKIT=1, else a remedy.
-The CLIs here are empty files on PATH (found the way find_builder finds them); what each answers to
-`version` and `buildx version` comes from a fake probe, in place of running it."""
+The CLIs here are empty files in folders of a PATH value handed to `docker_clis` (the environment's
+PATH is left alone); what each answers to `version` and `buildx version` comes from a fake probe, in
+place of running it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagekit.adapters.buildkit import find_builder
+from imagekit.adapters.buildkit import docker_clis, find_builder
 from imagekit.errors import EngineError
 
 
@@ -37,12 +38,10 @@ def probe(answers: dict[str, tuple[str, bool]]):
     return run
 
 
-def test_buildx_is_preferred(tmp_path, monkeypatch):
+def test_buildx_is_preferred(tmp_path):
     answers: dict[str, tuple[str, bool]] = {}
     cli = fake_docker(tmp_path / "a", "28.2.2", True, answers)
-    monkeypatch.setenv("PATH", str(cli.parent))
-    monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
-    builder = find_builder(probe(answers))
+    builder = find_builder(probe(answers), docker_clis(str(cli.parent)))
     assert (builder.kind, builder.docker, builder.buildx_version) == ("buildx", str(cli), "0.29.1")
     argv, _ = builder.command(tmp_path, ["r:a", "r:b"], {"k": "v"}, {"pip.conf": tmp_path / "p"})
     # No provenance attestation: it carries the build's times, and the classic store drops it anyway.
@@ -51,13 +50,11 @@ def test_buildx_is_preferred(tmp_path, monkeypatch):
     assert ["--secret", f"id=pip.conf,src={tmp_path / 'p'}"] == argv[argv.index("--secret") : argv.index("--secret") + 2]
 
 
-def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monkeypatch):
+def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path):
     answers: dict[str, tuple[str, bool]] = {}
     new = fake_docker(tmp_path / "new", "28.2.2", False, answers)
     old = fake_docker(tmp_path / "old", "20.10.24+dfsg1", False, answers)
-    monkeypatch.setenv("PATH", f"{new.parent}:{old.parent}")
-    monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
-    builder = find_builder(probe(answers))
+    builder = find_builder(probe(answers), docker_clis(f"{new.parent}:{old.parent}"))
     assert (builder.kind, builder.docker) == ("buildkit", str(old))
     argv, env = builder.command(tmp_path, ["r:a"], {}, {})
     assert argv[:2] == [str(old), "build"] and env["DOCKER_BUILDKIT"] == "1"
@@ -66,11 +63,21 @@ def test_newer_cli_without_buildx_is_passed_over_for_an_older_one(tmp_path, monk
     assert "--no-cache" in argv and argv[argv.index("--build-arg") + 1] == "IMAGEKIT_BASE=b@sha256:1"
 
 
-def test_no_usable_cli_names_what_to_install(tmp_path, monkeypatch):
+def test_no_usable_cli_names_what_to_install(tmp_path):
     answers: dict[str, tuple[str, bool]] = {}
     new = fake_docker(tmp_path / "new", "28.2.2", False, answers)
-    monkeypatch.setenv("PATH", str(new.parent))
-    monkeypatch.delenv("IMAGEKIT_DOCKER", raising=False)
     with pytest.raises(EngineError, match="no buildx plugin") as info:
-        find_builder(probe(answers))
+        find_builder(probe(answers), docker_clis(str(new.parent)))
     assert "docker-buildx" in (info.value.tip or "") and "older than 23.0" in (info.value.tip or "")
+    with pytest.raises(EngineError, match="no docker CLI found on PATH"):
+        find_builder(probe(answers), docker_clis(str(tmp_path / "empty")))
+
+
+def test_each_cli_on_path_counts_once_and_imagekit_docker_picks_one(tmp_path):
+    answers: dict[str, tuple[str, bool]] = {}
+    first = fake_docker(tmp_path / "a", "28.2.2", True, answers)
+    (tmp_path / "b").symlink_to(tmp_path / "a")  # a second PATH folder leading to the same file
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "docker").write_text("not executable\n")
+    assert docker_clis(f"{tmp_path / 'a'}:{tmp_path / 'b'}:{tmp_path / 'c'}") == [str(first)]
+    assert docker_clis(str(tmp_path / "a"), explicit="/opt/docker/bin/docker") == ["/opt/docker/bin/docker"]

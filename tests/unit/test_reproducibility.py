@@ -91,13 +91,23 @@ class _KnownEngine:
         return {"Version": "28.5.2"}
 
 
+class _NoBuilds:
+    """A build runner for a test in which nothing may be built."""
+
+    def run(self, argv, env, log, on_line=None):
+        raise AssertionError(f"nothing should be built here: {argv}")
+
+    def stop_all(self):
+        pass
+
+
 def test_a_cached_answer_is_used_and_an_engine_that_does_not_answer_is_not_probed(tmp_path):
     builder = Builder("/usr/bin/docker", "buildx", "28.5.2", "0.29.1")
-    assert detect(builder, _UnreachableEngine(), cache=tmp_path / "b.json").level == FILE_TREE  # type: ignore[arg-type]
+    assert detect(builder, _UnreachableEngine(), _NoBuilds(), cache=tmp_path / "b.json").level == FILE_TREE  # type: ignore[arg-type]
     key = cache_key(builder, _KnownEngine())  # type: ignore[arg-type]
     record = {"level": BIT_FOR_BIT, "method": OCI, "evidence": "two builds …", "probed": "2026-11-25T09:45:01Z"}
     (tmp_path / "b.json").write_text(json.dumps({key: record}))
-    found = detect(builder, _KnownEngine(), cache=tmp_path / "b.json")  # type: ignore[arg-type]
+    found = detect(builder, _KnownEngine(), _NoBuilds(), cache=tmp_path / "b.json")  # type: ignore[arg-type]
     assert (found.level, found.method) == (BIT_FOR_BIT, OCI) and "cached in" in found.probed
     other = Builder("/usr/bin/docker", "buildx", "28.5.2", "0.30.0")
     assert cache_key(other, _KnownEngine()) != key, "another buildx is probed afresh"  # type: ignore[arg-type]

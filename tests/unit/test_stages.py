@@ -1,0 +1,91 @@
+"""Whole commands in process on fake adapters (tests/unit/fakes.py): the stages' rules — lock before
+the first build, parents before extensions, one failure never stopping the others, the publish gate
+and the order of tags — checked without an engine, a registry or a process. The same paths run on
+real engines in tests/integration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakes import FakeBuilds, FakeEngine, adapters
+
+from imagekit.adapters.registry import Manifest
+
+MATRIX = Path(__file__).resolve().parent.parent / "matrices" / "product-like.yaml"
+RUNTIME = "2.6.0-cu121-py3.11-runtime"
+TRACKING = f"{RUNTIME}-tracking"
+DEVEL = "2.6.0-cu121-py3.11-devel"
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """A fake engine and builder, and the arguments every command of a test shares."""
+    monkeypatch.setenv("IMAGEKIT_CACHE", str(tmp_path / "cache"))  # the builder's probed level
+    engine = FakeEngine()
+    builds = FakeBuilds(engine)
+    args = ["--matrix", str(MATRIX), "--lock", str(tmp_path / "new.lock"), "--reports", str(tmp_path / "reports")]
+    return engine, builds, args, tmp_path
+
+
+def test_a_first_build_locks_then_builds_parents_before_extensions_and_a_second_changes_nothing(imagekit, world):
+    engine, builds, args, tmp_path = world
+    resolved: list[str] = []
+    fakes = adapters(engine, builds, resolved)
+    out = imagekit("build", *args, "--only", "*cu121*-runtime*", "--out", str(tmp_path / "build"), adapters=fakes)
+    assert out.returncode == 0, out.stderr
+    assert f"no lock file {tmp_path / 'new.lock'}: locking 2 image(s) first" in out.stderr
+    assert f"wrote {tmp_path / 'new.lock'} (commit it)" in out.stdout and (tmp_path / "new.lock").is_file()
+    assert len(resolved) == 2 and "tensorboardX==2.6.2.2" in resolved[1], "the extension is resolved with its own packages"
+    assert builds.built == [RUNTIME, TRACKING], "the extension after its parent"
+    tracking = engine.names[f"imagekit/pytorch:{TRACKING}"]
+    runtime = engine.names[f"imagekit/pytorch:{RUNTIME}"]
+    assert tracking["RootFS"]["Layers"][:-1] == runtime["RootFS"]["Layers"], "built on its parent's exact layers"
+    assert tracking["Config"]["Labels"]["io.imagekit.parent-content-id"] == runtime["Config"]["Labels"]["io.imagekit.content-id"]
+
+    again = imagekit("build", *args, "--only", "*cu121*-runtime*", "--out", str(tmp_path / "build"), "--locked", adapters=fakes)
+    assert again.returncode == 0 and "locking" not in again.stderr
+    assert builds.built == [RUNTIME, TRACKING] and again.stdout.count("unchanged") == 2, "nothing rebuilt"
+
+
+def test_a_failed_parent_blocks_its_extension_and_nothing_else(imagekit, world):
+    engine, builds, args, tmp_path = world
+    builds.fail.add(RUNTIME)
+    out = imagekit("build", *args, "--only", "*cu121*", "--out", str(tmp_path / "build"), adapters=adapters(engine, builds))
+    assert out.returncode == 1
+    assert builds.built == [DEVEL], "the devel image built beside the failure"
+    assert f"2 of 3 image(s) failed to build: {RUNTIME}, {TRACKING}" in out.stderr
+    report = (tmp_path / "reports" / "junit" / "build.xml").read_text()
+    assert f"not built: its parent {RUNTIME} failed" in report
+
+
+def test_only_images_that_passed_for_this_content_are_published_immutable_tag_first(imagekit, world):
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    assert imagekit("build", *args, "--only", "*cu121*-runtime*", "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    engine.suite_fails.add(TRACKING)
+    tested = imagekit("test", *args, "--only", "*cu121*-runtime*", "--gpus", "none", adapters=fakes)
+    assert tested.returncode == 1 and f"1 of 2 image(s) did not pass the smoke suite: {TRACKING}" in tested.stderr
+
+    published = imagekit("publish", *args, "--only", "*cu121*-runtime*", "--registry", "127.0.0.1:5000/ml", adapters=fakes)
+    assert published.returncode == 1
+    content_tag = engine.names[f"imagekit/pytorch:{RUNTIME}"]["Config"]["Labels"]["io.imagekit.content-id"][:12]
+    target = "127.0.0.1:5000/ml/imagekit/pytorch"
+    assert engine.pushed == [f"{target}:{RUNTIME}-{content_tag}", f"{target}:{RUNTIME}"], "immutable tag, then the moving one"
+    assert "its smoke report has 1 failed test(s): test_torch_imports" in published.stdout
+    record = json.loads((tmp_path / "reports" / "published.json").read_text())
+    assert [r["image_id"] for r in record] == [RUNTIME] and record[0]["digest"] == engine.names[f"imagekit/pytorch:{RUNTIME}"]["Id"]
+
+
+def test_an_immutable_tag_holding_other_content_is_never_overwritten(imagekit, world):
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    assert imagekit("build", *args, "--only", RUNTIME, "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    assert imagekit("test", *args, "--only", RUNTIME, "--gpus", "none", adapters=fakes).returncode == 0
+    content_tag = engine.names[f"imagekit/pytorch:{RUNTIME}"]["Config"]["Labels"]["io.imagekit.content-id"][:12]
+    other = Manifest("sha256:" + "e" * 64, "sha256:" + "f" * 64, 1)
+    engine.registry.manifests[("ml/imagekit/pytorch", f"{RUNTIME}-{content_tag}")] = other
+    out = imagekit("publish", *args, "--only", RUNTIME, "--registry", "127.0.0.1:5000/ml", adapters=fakes)
+    assert out.returncode == 1 and "already exists with other content" in out.stdout and "never overwritten" in out.stdout
+    assert engine.pushed == [], "nothing pushed, not even the moving tag"
