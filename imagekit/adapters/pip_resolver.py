@@ -22,10 +22,15 @@ class ResolutionError(ImagekitError):
     """A requirement set could not be resolved (unreachable index, no matching release)."""
 
 
-def resolve(requirements: list[str], *, python: str, index_url: str, constraints: list[str] | None = None) -> str:
+def resolve(
+    requirements: list[str], *, python: str, index_url: str, constraints: list[str] | None = None, preferences: str | None = None
+) -> str:
     """Every package ``requirements`` needs, each pinned with all its sha256 hashes, as the text of a
     requirements file (`pip install --require-hashes -r`). ``index_url`` is a matrix template
-    (``${VAR}`` expanded here; credentials never appear in the result or in errors)."""
+    (``${VAR}`` expanded here; credentials never appear in the result or in errors).
+    ``preferences``: the set locked before, whose pins uv keeps wherever ``requirements`` allow
+    (it reads an existing output file so), as cargo and uv's own lock do: a changed pin moves
+    that package and what it alone needs, not every other pin to today's release."""
     url = expand(index_url)
     shown = public_url(url) or url
     with tempfile.TemporaryDirectory(prefix="imagekit-lock-") as tmp:
@@ -37,6 +42,8 @@ def resolve(requirements: list[str], *, python: str, index_url: str, constraints
         if constraints:
             (Path(tmp) / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
             argv += ["--constraint", "constraints.txt"]
+        if preferences:
+            (Path(tmp) / "requirements.txt").write_text(preferences)
         env = dict(os.environ)
         ca = ca_bundle()
         if ca:

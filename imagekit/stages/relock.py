@@ -77,8 +77,10 @@ def relock(
                     Relocked.FAILED, f"its parent {image.parent} is not locked: lock it first (include it in --only)"
                 )
                 continue
+            # Re-resolving an entry (its packages changed) keeps its other pins; --upgrade drops them.
+            preferences = current.requirements if current is not None and not upgrade else None
             requirements = resolvers.pip(
-                direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints
+                direct_requirements(image), python=image.python, index_url=image.index_url, constraints=constraints, preferences=preferences
             )
             apt = resolvers.apt(engine, str(apt_base), image.python, apt_wanted(image), installed) if apt_base else {}
         except ImagekitError as exc:

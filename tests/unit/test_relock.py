@@ -23,9 +23,11 @@ class FakeEngine:
 def test_relock_resolves_then_keeps_and_one_failure_blocks_only_its_own_extension(tmp_path):
     matrix = load_matrix([M / "product-like.yaml"])
     asked: list[str] = []
+    preferred: list[str | None] = []
 
-    def pip(requirements: list[str], *, python: str, index_url: str, constraints: list[str] | None = None) -> str:
+    def pip(requirements: list[str], *, python: str, index_url: str, constraints: list[str] | None = None, preferences=None) -> str:
         asked.append(index_url)
+        preferred.append(preferences)
         if "cu118" in index_url:
             raise ImagekitError("the index is unreachable")
         return PINS
@@ -51,3 +53,22 @@ def test_relock_resolves_then_keeps_and_one_failure_blocks_only_its_own_extensio
     assert {o.state for o in again.values()} == {Relocked.KEPT} and asked == [], "a current entry is kept, not re-resolved"
     upgraded = relock(lock, matrix.select(["*cu121*"]), matrix, FakeEngine(), upgrade=True, resolvers=fakes)  # type: ignore[arg-type]
     assert {o.state for o in upgraded.values()} == {Relocked.RESOLVED} and len(asked) == 3
+    assert set(preferred[-3:]) == {None}, "--upgrade resolves afresh, preferring nothing"
+
+
+def test_a_changed_package_list_is_resolved_again_keeping_the_other_pins(tmp_path):
+    matrix = load_matrix([M / "product-like.yaml"])
+    preferred: list[str | None] = []
+
+    def pip(requirements: list[str], *, python: str, index_url: str, constraints=None, preferences=None) -> str:
+        preferred.append(preferences)
+        return PINS
+
+    fakes = Resolvers(pip=pip, apt=lambda *args, **kwargs: {})
+    lock = Lock(tmp_path / "x.lock")
+    relock(lock, matrix.select(["*cu121*runtime"]), matrix, FakeEngine(), resolvers=fakes)  # type: ignore[arg-type]
+    assert preferred == [None], "nothing locked yet: nothing to prefer"
+    bumped = load_matrix([M / "product-like.yaml", M / "bump-pytest.yaml"])
+    done = relock(lock, bumped.select(["*cu121*runtime"]), bumped, FakeEngine(), resolvers=fakes)  # type: ignore[arg-type]
+    assert done["2.6.0-cu121-py3.11-runtime"].state is Relocked.RESOLVED
+    assert preferred[-1] == PINS, "uv is handed the set locked before, whose pins it keeps where the change allows"
