@@ -23,6 +23,10 @@ BUILDER_TIP = (
     "or put a docker CLI older than 23.0 first on PATH (Debian's docker.io installs one as /usr/bin/docker); "
     "IMAGEKIT_DOCKER=/path/to/docker picks a CLI explicitly"
 )
+ZSTD_TIP = (
+    "zstd layers need buildx on the containerd image store (the bit-for-bit level `imagekit doctor` reports); "
+    "elsewhere set `publish: {compression: gzip}` in an overlay for this host"
+)
 # How a build's image reaches the engine: `load` (the exporter writes it into the image store), or
 # `oci` (an OCI tarball with rewrite-timestamp=true, then `docker load`): the containerd store's
 # exporter refuses rewrite-timestamp beside its unpack step (moby/buildkit#4230), the tarball does not.
@@ -56,17 +60,25 @@ class Builder:
         no_cache: bool = False,
         source_date_epoch: int | None = None,
         oci_tarball: Path | None = None,
+        compression: str = "gzip",
     ) -> tuple[list[str], dict[str, str]]:
         """The build command. ``source_date_epoch`` (BuildKit >= 0.11) fixes the image's times.
         ``oci_tarball``: write the image there as an OCI archive with every file time in new layers
         clamped to it (rewrite-timestamp, BuildKit >= 0.13), named after the first tag, for
-        `Engine.load` (imagekit/reproducibility.py says when)."""
+        `Engine.load` (imagekit/reproducibility.py says when). ``compression`` other than gzip
+        (zstd) needs the archive: every layer, the base's too, is compressed so (force-compression),
+        and the containerd store keeps the blobs as loaded, so a push sends them as they are."""
+        if compression != "gzip" and oci_tarball is None:
+            raise EngineError(f"{compression} layers need a builder that writes OCI archives", tip=ZSTD_TIP)
         if self.kind == "buildx":
             # No provenance attestation: it records the build's start and end times, so no two
             # builds would share a digest, and the classic store drops it anyway.
             argv = [self.docker, "buildx", "build", "--provenance=false"]
             if oci_tarball is not None:
-                argv += ["--output", f"type=oci,dest={oci_tarball},rewrite-timestamp=true,name={tags[0]}"]
+                output = f"type=oci,dest={oci_tarball},rewrite-timestamp=true,name={tags[0]}"
+                if compression != "gzip":
+                    output += f",compression={compression},force-compression=true"
+                argv += ["--output", output]
             else:
                 argv.append("--load")
         else:

@@ -33,6 +33,7 @@ class Manifest:
     digest: str  # the manifest's digest: what `repo@sha256:…` pulls; the image id on a containerd-store engine
     config_digest: str  # the image id on a classic-store engine
     size: int  # config + compressed layers, bytes
+    layers: tuple[tuple[str, int, str], ...] = ()  # (blob digest, compressed bytes, media type), base first
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,16 @@ def split_reference(reference: str) -> tuple[str, str]:
     if not path or not ("." in host or ":" in host or host == "localhost"):
         raise ImagekitError(f"'{reference}' does not start with a registry host", tip="write registry: host[:port]/path")
     return host, path
+
+
+def split_image_reference(reference: str) -> tuple[str, str, str]:
+    """`host:5000/ml/pytorch:tag` → (`host:5000`, `ml/pytorch`, `tag`); a digest (`…@sha256:…`) is
+    the reference when given, and `latest` when neither is."""
+    name, _, digest = reference.partition("@")
+    host, path = split_reference(name)
+    last = path.rsplit("/", 1)[-1]
+    path, tag = path.rsplit(":", 1) if ":" in last else (path, "latest")
+    return host, path, digest or tag
 
 
 def credentials(host: str) -> tuple[str, str] | None:
@@ -136,5 +147,18 @@ class Registry:
         if not digest:
             raise RegistryError(f"{self.host} sent no Docker-Content-Digest for {repository}:{reference}", transient=False)
         config = body.get("config") or {}
-        size = int(config.get("size", 0)) + sum(int(layer.get("size", 0)) for layer in body.get("layers", []))
-        return Manifest(digest=digest, config_digest=config.get("digest", ""), size=size)
+        layers = tuple(
+            (str(layer.get("digest", "")), int(layer.get("size", 0)), str(layer.get("mediaType", ""))) for layer in body.get("layers", [])
+        )
+        size = int(config.get("size", 0)) + sum(size for _, size, _ in layers)
+        return Manifest(digest=digest, config_digest=config.get("digest", ""), size=size, layers=layers)
+
+    def config(self, repository: str, digest: str) -> dict[str, Any]:
+        """The image config blob ``digest`` of ``repository`` (its rootfs diff_ids and history)."""
+        response = self._get(f"{repository}/blobs/{digest}", {})
+        if not response.ok:
+            raise RegistryError(f"{self.host} answered {response.status_code} for the config {digest} of {repository}", transient=False)
+        body = response.json()
+        if not isinstance(body, dict):
+            raise RegistryError(f"{self.host} sent a config for {repository} that is not a JSON object", transient=False)
+        return body

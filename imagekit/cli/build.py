@@ -8,7 +8,7 @@ from pathlib import Path
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered, write_lock
+from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered, require_compression, write_lock
 from imagekit.core.lock import Lock
 from imagekit.core.manifest import human
 from imagekit.core.matrix import ImageSpec, Matrix
@@ -32,6 +32,7 @@ def run(args: Args, use: Adapters) -> int:
     found = rendered(matrix, images, lock)
     builder, docker, runner = use.builder(use.probe), engine(use), use.runner()
     repro = reproducibility.detect(builder, docker, runner)
+    require_compression(found, repro)
     console.info(f"building {len(found)} image(s) with {builder.describe(repro.method)}, {args.jobs} at a time")
     console.info(f"engine: {docker.describe_store()}; reproducibility on this builder: {repro.describe()}")
     reports = ReportsDir(args.reports)

@@ -11,7 +11,7 @@ from typing import Any
 
 from imagekit import console
 from imagekit.adapters import docker_engine, git, host
-from imagekit.adapters.buildkit import Builder, BuildProcesses, find_builder
+from imagekit.adapters.buildkit import OCI, ZSTD_TIP, Builder, BuildProcesses, find_builder
 from imagekit.adapters.registry import Registry, auth_config
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.core import lock as lock_mod
@@ -19,10 +19,11 @@ from imagekit.core.lock import pins
 from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
 from imagekit.core.provenance import Provenance
 from imagekit.core.render import Rendered, Renderer
-from imagekit.errors import ConfigurationError, RunFailed
+from imagekit.errors import ConfigurationError, EngineError, RunFailed
 from imagekit.files import write_atomic
 from imagekit.outcomes import State
 from imagekit.reports import ReportsDir
+from imagekit.stages import reproducibility
 from imagekit.stages.ports import BuildRunner, Engine, HostRunner, RegistryClient
 from imagekit.stages.relock import Resolvers, update_lock
 
@@ -155,3 +156,13 @@ def write_lock(use: Adapters, matrix: Matrix, images: list[ImageSpec], path: Pat
         tip="lock what this host can reach with --only, and the rest where their index and bases are reachable",
         reasons={image_id: outcome.message for image_id, outcome in done.items()},
     )
+
+
+def require_compression(found: list[Rendered], repro: reproducibility.Reproducibility) -> None:
+    """zstd layers are made by the OCI-archive path alone: refuse before building anything."""
+    wanted = sorted({r.image.compression for r in found} - {"gzip"})
+    if wanted and repro.method != OCI:
+        raise EngineError(
+            f"the matrix asks for {', '.join(wanted)} layers (publish.compression), which this builder cannot write: {repro.describe()}",
+            tip=ZSTD_TIP,
+        )

@@ -20,13 +20,15 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a matrix image id (its tag), or any image reference (pulled when absent)")
 
 
-def image_ref(args: Args, docker: ImageStore, name: str) -> str:
-    """A matrix image id names its moving tag; anything else is an image reference, pulled when absent."""
+def image_ref(args: Args, docker: ImageStore, name: str, *, pull: bool = True) -> str:
+    """A matrix image id names its moving tag; anything else is an image reference, pulled when
+    absent (unless ``pull`` is false)."""
     if args.matrix or DEFAULT_MATRIX.is_file():
         matrix = load(args)
         if any(i.id == name for i in matrix.images):
             name = matrix.image(name).tag
-    docker.ensure(name)
+    if pull:
+        docker.ensure(name)
     return name
 
 
@@ -46,4 +48,10 @@ def run(args: Args, use: Adapters) -> int:
         ["kind", "package", "version", "size"],
         [[p.kind, p.name, p.version, human(p.size)] for p in sorted(m.packages.values(), key=lambda p: (p.kind != "pip", p.name))],
     )
+    if m.layers:  # the layer plan it was built with: which build step (layer) holds which pip packages
+        console.table(
+            "pip layers, in build order",
+            ["layer", "bytes", "packages"],
+            [[name, human(size), f"{len(packages)}: {', '.join(packages)}"] for name, packages, size in m.layers],
+        )
     return 0

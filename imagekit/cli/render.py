@@ -19,4 +19,7 @@ def run(args: Args, use: Adapters) -> int:
     found = rendered(matrix, matrix.select(args.only), Lock.read(path) if path.is_file() else None)
     for r, folder in zip(found, write_all(found, args.out), strict=True):
         console.info(f"{r.image.id}: {folder / 'Dockerfile'}")
+        for name, packages in r.layers:
+            shown = ", ".join(packages[:6]) + (f", … ({len(packages)} packages)" if len(packages) > 6 else "")
+            console.info(f"  layer {name}: {shown or 'not locked yet'}")
     return 0

@@ -6,7 +6,7 @@ import argparse
 
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered
+from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered, require_compression
 from imagekit.reports import ReportsDir
 from imagekit.stages import reproducibility
 from imagekit.stages.build import BuildRun
@@ -27,6 +27,7 @@ def run(args: Args, use: Adapters) -> int:
     found = rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
     docker, builder, runner = engine(use), use.builder(use.probe), use.runner()
     repro = reproducibility.detect(builder, docker, runner)
+    require_compression(found, repro)
     console.info(f"engine: {docker.describe_store()}; reproducibility on this builder: {repro.describe()}")
     folder = ReportsDir(args.reports)
     provenance = use.provenance(matrix.files[0].parent, matrix.source)

@@ -17,6 +17,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError
 
 from imagekit.core import grammar
+from imagekit.core.layers import MAX_RULES, Rule, RuleSection, rule_problems
 from imagekit.core.source import Key, Origin, field_name, locate, read_yaml
 from imagekit.errors import MatrixError
 
@@ -50,6 +51,7 @@ class Facts:
     cuda_tags_replaced: dict[str, str]
     cuda_os: tuple[str, ...]
     flavor_tag: dict[str, str]
+    layers: tuple[Rule, ...] = ()  # the default layer plan
 
     def driver_needed(self, cuda: str) -> str | None:
         """Oldest driver that runs CUDA ``cuda`` (any precision) under minor-version compatibility."""
@@ -113,6 +115,7 @@ class _FactsFile(_Model):
     wheel_cuda: dict[_Wheel, _CudaMinor]
     drivers: dict[_CudaMinor, _Drivers]
     nvidia_cuda: _NvidiaCuda
+    layers: list[RuleSection] = Field(default=[], max_length=MAX_RULES)
 
 
 def _reference_problems(model: _FactsFile, origin: Callable[[Key], Origin]) -> list[str]:
@@ -132,6 +135,8 @@ def _reference_problems(model: _FactsFile, origin: Callable[[Key], Origin]) -> l
     for old, new in model.nvidia_cuda.replaced.items():
         if new not in model.nvidia_cuda.supported:
             bad(("nvidia_cuda", "replaced", old), f"{new} is not among nvidia_cuda.supported")
+    for i, name, message in rule_problems(model.layers):
+        bad(("layers", i, name), message)
     return problems
 
 
@@ -166,6 +171,7 @@ def read(path: Path) -> Facts:
         cuda_tags_replaced=dict(nvidia.replaced),
         cuda_os=tuple(nvidia.os),
         flavor_tag=nvidia.flavor_tag.model_dump(),
+        layers=tuple(section.rule() for section in model.layers),
     )
 
 

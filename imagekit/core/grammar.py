@@ -64,6 +64,10 @@ RUNNER_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # The driver label is a runner label with `{branch}` where the driver's major version goes; it
 # is filled by plain replacement, never str.format (whose format specs can ask for a huge width).
 DRIVER_LABEL = re.compile(r"[A-Za-z0-9._-]{0,90}\{branch\}[A-Za-z0-9._-]{0,90}")
+# A layer of the plan names a file of the build context (requirements-<name>.txt).
+LAYER_NAME = re.compile(r"[a-z][a-z0-9-]{0,23}")
+# Globs over normalised pip project names (PEP 503: lowercase, runs of -_. as one -).
+PACKAGE_GLOB = re.compile(r"[a-z0-9*?\[][a-z0-9*?\[\]!-]{0,99}")
 # Globs over image ids (`parent`, size budget keys, --only).
 GLOB = re.compile(r"[A-Za-z0-9._*?!\[\]-]{1,200}")
 # `${VAR}` or `${VAR:-default}`: index URLs name credentials by variable, never literally. Only

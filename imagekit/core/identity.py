@@ -46,12 +46,14 @@ def content_id(rendered: Rendered, base_ref: str) -> str:
     """sha256 over everything that determines the image: the build context (Dockerfile included),
     the base image as resolved on this engine, and the matrix entry (`hashed_entry`). Host and time
     facts (revision, build date) are deliberately left out: they do not change what is inside the image."""
-    payload = {
+    payload: dict[str, Any] = {
         "schema": SCHEMA,
         "context": context_digests(rendered),
         "base": base_ref,
         "entry": hashed_entry(rendered.image),
     }
+    if rendered.image.compression != "gzip":  # another image, with other layer digests; gzip ids stay as they were
+        payload["compression"] = rendered.image.compression
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

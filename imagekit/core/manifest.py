@@ -38,6 +38,9 @@ class PackageManifest:
     torch_cuda: str | None  # the CUDA torch was built with (torch.version.cuda)
     cuda_libraries: dict[str, str]
     packages: dict[tuple[str, str], Package]  # (kind, name) → package
+    # The layer plan it was built with: (layer name, its pip packages, their installed bytes); empty
+    # for an image built before imagekit split the pip set.
+    layers: tuple[tuple[str, tuple[str, ...], int], ...] = ()
 
     def largest(self, count: int) -> list[Package]:
         return sorted(self.packages.values(), key=lambda p: (-p.size, p.kind, p.name))[:count]
@@ -53,6 +56,7 @@ class PackageManifest:
                 kind: {p.name: {"version": p.version, "size": p.size} for p in self.packages.values() if p.kind == kind}
                 for kind in ("pip", "apt")
             },
+            "layers": [{"name": name, "packages": list(packages), "size": size} for name, packages, size in self.layers],
         }
 
 
@@ -130,6 +134,12 @@ class _Sizes(_Model):
     apt: _Size
 
 
+class _Layer(_Model):
+    name: StrictStr
+    packages: list[StrictStr]
+    size: _Size  # its packages' installed bytes
+
+
 class _ManifestFile(_Model):
     schema_: Literal[1] = Field(alias="schema")  # SCHEMA
     image: StrictStr
@@ -138,6 +148,7 @@ class _ManifestFile(_Model):
     pip: dict[StrictStr, _Package]
     apt: dict[StrictStr, _Package]
     size: _Sizes  # totals per kind, for a reader of the raw file
+    layers: list[_Layer] | None = None  # absent from images built before the layer plan
 
 
 def parse(raw: bytes, ref: str, size: int) -> PackageManifest:
@@ -179,4 +190,5 @@ def parse(raw: bytes, ref: str, size: int) -> PackageManifest:
             for kind, packages in (("pip", model.pip), ("apt", model.apt))
             for name, p in packages.items()
         },
+        layers=tuple((layer.name, tuple(layer.packages), layer.size) for layer in model.layers or []),
     )

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 from imagekit.core import facts as facts_mod
 from imagekit.core import grammar
 from imagekit.core.facts import version_tuple
+from imagekit.core.layers import MAX_RULES, Rule, RuleSection, rule_problems
 from imagekit.core.source import Key, MatrixSource, Origin, field_name, load
 from imagekit.errors import ConfigurationError, MatrixError
 
@@ -208,6 +209,12 @@ class CiSection(_Model):
     timeout_minutes: StrictInt = Field(default=120, ge=1, le=4320)
 
 
+class PublishSection(_Model):
+    # zstd layers decompress several times faster than gzip on the pulling host; Docker 23+ and
+    # containerd 1.5+ pull them, older clients only gzip (README "Layers").
+    compression: Literal["gzip", "zstd"] = "gzip"
+
+
 class MatrixSection(_Model):
     repository: Repository = "imagekit/pytorch"
     registry: Registry | None = None
@@ -226,6 +233,9 @@ class MatrixSection(_Model):
     # image id glob → the most an image may weigh; an image meets every budget whose glob matches it
     size_budgets: dict[Glob, Size] = Field(default={}, max_length=100)
     ci: CiSection = CiSection()
+    # The locked pip set in ordered groups, one layer each (core/layers.py); None: facts.yaml's plan.
+    layers: list[RuleSection] | None = Field(default=None, max_length=MAX_RULES)
+    publish: PublishSection = PublishSection()
 
 
 @dataclass(frozen=True)
@@ -261,6 +271,8 @@ class ImageSpec:
     packages: tuple[str, ...]
     user: str
     uid: int
+    layers: tuple[Rule, ...] = ()  # the layer plan's rules (an extension's own packages are one layer, on top)
+    compression: str = "gzip"  # of the image's layers, as built and pushed (gzip or zstd)
     # Extensions only: the parent image's id (base_image is then the parent's tag) and what they add.
     parent: str | None = None
     extension: ExtensionSpec | None = None
@@ -401,6 +413,8 @@ def _fact_problems(src: MatrixSource, m: MatrixSection) -> list[str]:
 
     if len(set(m.flavors)) != len(m.flavors):
         bad(("flavors",), "lists a flavor twice")
+    for i, name, message in rule_problems(m.layers or []):
+        bad(("layers", i, name), message)
 
     release = facts.torch.get(m.torch.version)
     if release is None:
@@ -676,6 +690,8 @@ def build(src: MatrixSource) -> Matrix:
                     packages=tuple(m.packages),
                     user=m.user.name,
                     uid=m.user.uid,
+                    layers=tuple(s.rule() for s in m.layers) if m.layers is not None else facts.layers,
+                    compression=m.publish.compression,
                 )
             )
     # Extensions come after every base image, so matrix order is always parents first.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ import jinja2.loaders
 import jinja2.sandbox
 import markupsafe
 
-from imagekit.core import grammar
+from imagekit.core import grammar, layers
 from imagekit.core.lock import Lock, apt_wanted
 from imagekit.core.manifest import MANIFEST_PATH, MANIFEST_SCRIPT
 from imagekit.core.matrix import EXTENSION_TEMPLATE, TEMPLATE, ImageSpec, Matrix, inside
@@ -33,7 +34,9 @@ from imagekit.errors import ConfigurationError
 PARENT_ARG = "IMAGEKIT_PARENT"
 # The build argument that carries a base image as pinned in the lock file.
 BASE_ARG = "IMAGEKIT_BASE"
-REQUIREMENTS = "requirements.txt"
+REQUIREMENTS = "requirements.txt"  # an extension's set; a base image's comes as one file per layer
+# The layer plan as the package manifest records it (name → packages), sent in the build context.
+LAYERS_FILE = "layers.json"
 # The script that writes each image's package manifest, sent in the build context, and where the
 # manifest lands in the image (README "Package manifest").
 UNLOCKED = "# {image} is not in the lock file: run `imagekit lock`. A build refuses it.\n"
@@ -93,6 +96,8 @@ class Rendered:
     context: dict[str, bytes]
     parent: Rendered | None = None  # an extension's parent, rendered
     base_lock: str | None = None  # a base image's pin from the lock file (digest or local image id)
+    # The layer plan as built: (layer, its pip packages), an extension's parent's then its own.
+    layers: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def dockerfile(self) -> str:
@@ -169,7 +174,7 @@ class Renderer:
         ext = image.extension
         locked = self._lock.images.get(image.id) if self._lock else None
         requirements = (locked.requirements if locked else UNLOCKED.format(image=image.id)).encode()
-        manifest = {"script": MANIFEST_SCRIPT, "path": MANIFEST_PATH, "dir": MANIFEST_PATH.rsplit("/", 1)[0]}
+        manifest = {"script": MANIFEST_SCRIPT, "path": MANIFEST_PATH, "dir": MANIFEST_PATH.rsplit("/", 1)[0], "layers": LAYERS_FILE}
         values = {
             "image": image,
             "labels": static_labels(image),
@@ -177,14 +182,25 @@ class Renderer:
             "manifest": manifest,
             "apt_cleanup": APT_CLEANUP,
         }
-        files = {REQUIREMENTS: requirements, MANIFEST_SCRIPT: _manifest_script()}
+        files = {MANIFEST_SCRIPT: _manifest_script()}
         # apt-<stage>.txt: the lock's pins, one per line; unlocked, the names alone (a build refuses that).
         apt = locked.apt if locked and locked.apt is not None else apt_wanted(image)
         files |= {apt_file(stage): "".join(f"{p}\n" for p in apt.get(stage, [])).encode() for stage in apt_wanted(image)}
         values["apt"] = {stage: apt_file(stage) for stage in apt_wanted(image)}
         if ext is None:
+            planned = plan(image, locked.requirements if locked else None)
+            files |= {layer.file: layer.text.encode() for layer in planned}
+            shown = tuple((layer.name, tuple(p for p in layer.packages if p)) for layer in planned)
+            files[LAYERS_FILE] = _layers_json(shown)
+            values["layers"] = [{"name": layer.name, "file": layer.file, "rule": _rule_text(image, layer.name)} for layer in planned]
             text = self._render(TEMPLATE, base_arg=BASE_ARG, **values)
-            return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None)
+            return Rendered(image, {"Dockerfile": text.encode(), **files}, base_lock=locked.base if locked else None, layers=shown)
+        # An extension installs its whole set on top of its parent's (pip skips what is there): one layer more.
+        files[REQUIREMENTS] = requirements
+        parent = self.render(self._matrix.image(str(image.parent)))
+        had = {p for _, packages in parent.layers for p in packages}
+        shown = (*parent.layers, (EXTENSION_LAYER, tuple(r.name for r in layers.parse(requirements.decode()) if r.name not in had)))
+        files[LAYERS_FILE] = _layers_json(shown)
         # An extension's own snippet is a template too, rendered with the same values.
         snippet = ""
         if ext.snippet is not None:
@@ -194,8 +210,7 @@ class Renderer:
         snippet = markupsafe.Markup(snippet.strip("\n"))  # noqa: S704 - rendered in the sandbox above
         env = {key: _dockerfile_quote(value) for key, value in ext.env}
         text = self._render(EXTENSION_TEMPLATE, ext=ext, env=env, snippet=snippet, parent_arg=PARENT_ARG, **values)
-        parent = self.render(self._matrix.image(str(image.parent)))
-        return Rendered(image, {"Dockerfile": text.encode(), **files}, parent=parent)
+        return Rendered(image, {"Dockerfile": text.encode(), **files}, parent=parent, layers=shown)
 
     def _render(self, name: str, source: str | None = None, **values: Any) -> str:
         """``name``: a template in the templates folder; with ``source``, where that text came from."""
@@ -362,6 +377,31 @@ def _one_line(value: Any) -> Any:
     if not grammar.printable(value):
         raise jinja2.TemplateRuntimeError(f"refusing to write {value[:40]!r}: a value must be one line without control characters")
     return value
+
+
+# The layer an extension's own packages make, on top of its parent's, as the manifest names it.
+EXTENSION_LAYER = "extension"
+
+
+def plan(image: ImageSpec, requirements: str | None) -> list[layers.Layer]:
+    """``image``'s layers from its locked set; unlocked (a render for reading: a build refuses it),
+    one per rule and `rest`, each file saying it is not locked."""
+    if requirements is not None:
+        return layers.plan(requirements, image.layers)
+    placeholder = layers.Requirement("", "", UNLOCKED.format(image=image.id), frozenset())
+    return [layers.Layer(name, (placeholder,)) for name in [r.name for r in image.layers] + [layers.REST]]
+
+
+def _rule_text(image: ImageSpec, name: str) -> str:
+    """What a layer holds, as its rule says it (for the comment above its build step)."""
+    rule = next((r for r in image.layers if r.name == name), None)
+    if rule is None:
+        return "what no other layer takes"
+    return ", ".join(rule.packages) + (", with what they need that no layer before holds" if rule.with_dependencies else "")
+
+
+def _layers_json(planned: tuple[tuple[str, tuple[str, ...]], ...]) -> bytes:
+    return (json.dumps([{"name": name, "packages": list(packages)} for name, packages in planned], indent=1) + "\n").encode()
 
 
 def apt_file(stage: str) -> str:

@@ -17,6 +17,8 @@ from pathlib import Path
 SCHEMA = 1
 VENV = Path("/opt/venv")
 DPKG_STATUS = Path("/var/lib/dpkg/status")
+# The layer plan (layer name → its pip packages), mounted by the build step beside this script.
+LAYERS = Path("/run/imagekit/layers.json")
 # pip packages that carry CUDA user-space libraries; apt packages of the CUDA toolkit and its libraries.
 CUDA_PIP = re.compile(r"^(nvidia-|triton$)")
 CUDA_APT = re.compile(
@@ -77,6 +79,15 @@ def cuda_toolkit() -> str | None:
     return os.environ.get("CUDA_VERSION") or None
 
 
+def layers() -> list | None:
+    """The layer plan the image was built with, each layer with its packages' installed bytes."""
+    if not LAYERS.is_file():
+        return None  # built from a template that mounts none
+    plan = json.loads(LAYERS.read_text(encoding="utf-8"))
+    pip = pip_packages()
+    return [{**layer, "size": sum(pip[p]["size"] for p in layer["packages"] if p in pip)} for layer in plan]
+
+
 def main() -> int:
     pip, apt = pip_packages(), apt_packages()
     manifest = {
@@ -95,6 +106,9 @@ def main() -> int:
         "apt": apt,
         "size": {"pip": sum(p["size"] for p in pip.values()), "apt": sum(p["size"] for p in apt.values())},
     }
+    planned = layers()
+    if planned is not None:
+        manifest["layers"] = planned
     json.dump(manifest, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")
     return 0

@@ -163,6 +163,7 @@ class BuildRun:
             no_cache=no_cache,
             source_date_epoch=self.provenance.epoch if repro and repro.source_date_epoch else None,
             oci_tarball=tarball,
+            compression=image.compression,
         )
         # Line-buffered, so `tail -f` on the log follows the build as it happens.
         with log_path.open("w", encoding="utf-8", buffering=1) as log:

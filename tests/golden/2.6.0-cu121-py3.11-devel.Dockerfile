@@ -28,6 +28,14 @@ RUN --mount=type=bind,source=apt-system.txt,target=/run/imagekit/apt-system.txt 
         && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz /var/log/dpkg.log /var/cache/ldconfig/aux-cache; \
     fi
 
+# Compilers, git, ninja and the Python headers (apt-devel.txt: pinned by the lock, dependencies
+# included), below the pip layers: they change with the lock's apt pins, far less often than pins.
+RUN --mount=type=bind,source=apt-devel.txt,target=/run/imagekit/apt-devel.txt \
+    apt-get update \
+    && xargs -a /run/imagekit/apt-devel.txt apt-get install -y --no-install-recommends \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz /var/log/dpkg.log /var/cache/ldconfig/aux-cache
+ENV CUDA_HOME=/usr/local/cuda
+
 # Non-root by default. Override with `docker run --user root`, or `USER root` in a derived image.
 # useradd writes the day it runs into /etc/shadow (the password's last change) unless
 # SOURCE_DATE_EPOCH says otherwise: a fixed day 1, so builds on different days write the same
@@ -36,20 +44,51 @@ RUN SOURCE_DATE_EPOCH=86400 useradd --create-home --uid 1000 --shell /bin/bash i
 
 FROM system AS torch
 
-# pip's settings (index URL, possibly with credentials, and CA bundle) arrive as the BuildKit
-# secret `pip.conf` and never land in a layer; pip's download cache is a cache mount, so it
-# neither bloats the image nor is fetched again on rebuilds. requirements.txt is the image's set
-# from the lock file, every package pinned with its hashes: pip installs exactly that or fails.
-# SOURCE_DATE_EPOCH (any value) makes the .pyc files that pip, and ensurepip for pip itself,
+# The venv alone first: its layer is the same for every image on this base and Python.
+# SOURCE_DATE_EPOCH (any value) makes the .pyc files that ensurepip (pip itself), and pip below,
 # compile carry source hashes instead of install times: two builds write the same bytes
 # (`imagekit verify`).
+RUN SOURCE_DATE_EPOCH=0 python3.11 -m venv /opt/venv
+
+# The locked set, one layer per group of the layer plan (README "Layers"), the groups that change
+# least first: a changed pin rebuilds its own layer and those after it, and the gigabytes below
+# stay the same layers. Each requirements-<layer>.txt is that group's part of the lock file, every
+# package pinned with its hashes (pip installs exactly that or fails; --no-deps, since the groups
+# together are the whole set). pip's settings (index URL, possibly with credentials, and CA
+# bundle) arrive as the BuildKit secret `pip.conf` and never land in a layer; pip's download cache
+# is a cache mount, so it neither bloats the image nor is fetched again on rebuilds.
+
+# Layer "cuda": nvidia-*.
 RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
     --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
-    --mount=type=bind,source=requirements.txt,target=/run/imagekit/requirements.txt \
-    SOURCE_DATE_EPOCH=0 python3.11 -m venv /opt/venv \
-    && SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
-        --require-hashes --no-deps -r /run/imagekit/requirements.txt
+    --mount=type=bind,source=requirements-cuda.txt,target=/run/imagekit/requirements-cuda.txt \
+    SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        --require-hashes --no-deps -r /run/imagekit/requirements-cuda.txt
+
+# Layer "torch": torch, torchaudio, triton, with what they need that no layer before holds.
+RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    --mount=type=bind,source=requirements-torch.txt,target=/run/imagekit/requirements-torch.txt \
+    SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        --require-hashes --no-deps -r /run/imagekit/requirements-torch.txt
+
+# Layer "numpy": numpy.
+RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    --mount=type=bind,source=requirements-numpy.txt,target=/run/imagekit/requirements-numpy.txt \
+    SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        --require-hashes --no-deps -r /run/imagekit/requirements-numpy.txt
+
+# Layer "rest": what no other layer takes.
+RUN --mount=type=cache,id=imagekit-pip,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/run/secrets/pip.conf \
+    --mount=type=secret,id=pip-ca.pem,target=/run/secrets/pip-ca.pem \
+    --mount=type=bind,source=requirements-rest.txt,target=/run/imagekit/requirements-rest.txt \
+    SOURCE_DATE_EPOCH=0 PIP_CONFIG_FILE=/run/secrets/pip.conf /opt/venv/bin/pip install --progress-bar off \
+        --require-hashes --no-deps -r /run/imagekit/requirements-rest.txt
 
 ENV PATH=/opt/venv/bin:$PATH \
     NVIDIA_VISIBLE_DEVICES=all \
@@ -62,18 +101,10 @@ ENV IMAGEKIT_IMAGE_ID=2.6.0-cu121-py3.11-devel \
     IMAGEKIT_EXPECT_CUDA=12.4 \
     IMAGEKIT_EXPECT_DRIVER_MIN=525.60.13
 
-FROM torch AS devel
-
-# Compilers, git, ninja and the Python headers (apt-devel.txt: pinned by the lock, dependencies included).
-RUN --mount=type=bind,source=apt-devel.txt,target=/run/imagekit/apt-devel.txt \
-    apt-get update \
-    && xargs -a /run/imagekit/apt-devel.txt apt-get install -y --no-install-recommends \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/*.log /var/log/apt/eipp.log.xz /var/log/dpkg.log /var/cache/ldconfig/aux-cache
-ENV CUDA_HOME=/usr/local/cuda
-
 # The package manifest (pip and apt packages with versions and sizes, CUDA libraries) read by
 # `imagekit manifest`, `imagekit diff` and the size budget; written last, so it sees everything.
 RUN --mount=type=bind,source=write_manifest.py,target=/run/imagekit/write_manifest.py \
+    --mount=type=bind,source=layers.json,target=/run/imagekit/layers.json \
     mkdir -p /opt/imagekit \
     && /opt/venv/bin/python /run/imagekit/write_manifest.py > /opt/imagekit/manifest.json
 

@@ -40,6 +40,7 @@ RUN install -d -o 1000 -g 1000 "$TRACKING_LOGDIR"
 ENV IMAGEKIT_IMAGE_ID=2.6.0-cu121-py3.11-runtime-tracking
 # The package manifest, rewritten to cover what the extension added (see Dockerfile.j2).
 RUN --mount=type=bind,source=write_manifest.py,target=/run/imagekit/write_manifest.py \
+    --mount=type=bind,source=layers.json,target=/run/imagekit/layers.json \
     /opt/venv/bin/python /run/imagekit/write_manifest.py > /opt/imagekit/manifest.json
 LABEL org.opencontainers.image.title="pytorch" \
       org.opencontainers.image.version="2.6.0-cu121-py3.11-runtime-tracking" \

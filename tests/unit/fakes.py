@@ -34,11 +34,15 @@ class FakeRegistry:
     manifest's digest is the local image id)."""
 
     manifests: dict[tuple[str, str], Manifest] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # config digest → config
     reads: list[str] = field(default_factory=list)
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         self.reads.append(f"{repository}:{reference}")
         return self.manifests.get((repository, reference))
+
+    def config(self, repository: str, digest: str) -> dict[str, Any]:
+        return self.configs[digest]
 
     def close(self) -> None:
         pass
@@ -136,7 +140,11 @@ class FakeEngine:
         attrs = self.names[f"{repository}:{tag}"]
         _, path = repository.split("/", 1)
         layers = attrs["RootFS"]["Layers"]
-        self.registry.manifests[(path, tag)] = Manifest(attrs["Id"], _digest("config", attrs["Id"]), 1_000_000 * len(layers))
+        # Each layer gzip-compressed to half its size: a blob of its own digest.
+        blobs = tuple((_digest("gzip", diff_id), 500_000, "application/vnd.oci.image.layer.v1.tar+gzip") for diff_id in layers)
+        config = _digest("config", attrs["Id"])
+        self.registry.configs[config] = {"rootfs": {"type": "layers", "diff_ids": list(layers)}, "history": []}
+        self.registry.manifests[(path, tag)] = Manifest(attrs["Id"], config, 500_000 * len(layers), blobs)
         self.pushed.append(f"{repository}:{tag}")
         return str(attrs["Id"])
 

@@ -81,9 +81,11 @@ def test_a_field_added_to_the_specs_changes_no_content_id():
 def test_each_spec_field_is_hashed_or_knowingly_not():
     # Fields that reach the image only through the rendered build context (hashed whole: Dockerfile,
     # requirements, …) or not at all, so they stay out of the entry and content ids do not move.
-    unhashed: set[str] = set()
+    unhashed: set[str] = {"layers"}  # the plan shapes the Dockerfile and the requirements-<layer>.txt files
     unhashed_extension: set[str] = set()
-    added = {f.name for f in fields(ImageSpec)} - {*ENTRY_FIELDS, "parent", "extension"} - unhashed
+    # Hashed beside the entry, and only when not the default, so that ids given out before it stay valid.
+    hashed_apart = {"compression"}
+    added = {f.name for f in fields(ImageSpec)} - {*ENTRY_FIELDS, "parent", "extension"} - unhashed - hashed_apart
     added_extension = {f.name for f in fields(ExtensionSpec)} - set(EXTENSION_FIELDS) - unhashed_extension
     assert not (added or added_extension), (
         f"new spec fields {sorted(added | added_extension)}: if one reaches the image only through the rendered build "
@@ -159,3 +161,10 @@ def test_created_is_the_last_commit_time_unless_source_date_epoch_is_set(tmp_pat
     assert collect(tmp_path, None).created == "2026-01-02T03:04:05Z"
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
     assert collect(tmp_path, None).created == "1970-01-01T00:00:00Z"
+
+
+def test_zstd_layers_are_other_content_and_gzip_ids_stay_as_they_were():
+    gzip = identify(RENDERED, BASE).content_id
+    zstd = identify(replace(RENDERED, image=replace(RENDERED.image, compression="zstd")), BASE).content_id
+    assert zstd != gzip, "the same files in zstd layers are another image, with other digests"
+    assert identify(replace(RENDERED, image=replace(RENDERED.image, compression="gzip")), BASE).content_id == gzip

@@ -111,3 +111,17 @@ def test_a_cached_answer_is_used_and_an_engine_that_does_not_answer_is_not_probe
     assert (found.level, found.method) == (BIT_FOR_BIT, OCI) and "cached in" in found.probed
     other = Builder("/usr/bin/docker", "buildx", "28.5.2", "0.30.0")
     assert cache_key(other, _KnownEngine()) != key, "another buildx is probed afresh"  # type: ignore[arg-type]
+
+
+def test_zstd_layers_go_into_the_oci_archive_and_only_there(tmp_path):
+    builder = Builder("/usr/bin/docker", "buildx", "28.5.2", "0.29.1")
+    tarball = tmp_path / "image.tar"
+    argv, _ = builder.command(tmp_path, ["r:a"], {}, {}, oci_tarball=tarball, compression="zstd")
+    assert (
+        argv[argv.index("--output") + 1]
+        == f"type=oci,dest={tarball},rewrite-timestamp=true,name=r:a,compression=zstd,force-compression=true"
+    )
+    gzip, _ = builder.command(tmp_path, ["r:a"], {}, {}, oci_tarball=tarball)
+    assert "compression" not in gzip[gzip.index("--output") + 1], "gzip images are built as they always were"
+    with pytest.raises(EngineError, match="zstd layers need a builder that writes OCI archives"):
+        builder.command(tmp_path, ["r:a"], {}, {}, compression="zstd")

@@ -89,3 +89,36 @@ def test_an_immutable_tag_holding_other_content_is_never_overwritten(imagekit, w
     out = imagekit("publish", *args, "--only", RUNTIME, "--registry", "127.0.0.1:5000/ml", adapters=fakes)
     assert out.returncode == 1 and "already exists with other content" in out.stdout and "never overwritten" in out.stdout
     assert engine.pushed == [], "nothing pushed, not even the moving tag"
+
+
+def test_zstd_layers_are_refused_up_front_by_a_builder_that_cannot_write_them(imagekit, world, project_dir):
+    engine, builds, args, tmp_path = world
+    overlay = project_dir / "zstd.yaml"
+    overlay.write_text("publish: {compression: zstd}\n")
+    out = imagekit(
+        "build", *args, "--matrix", str(overlay), "--only", RUNTIME, "--out", str(tmp_path / "build"), adapters=adapters(engine, builds)
+    )
+    assert out.returncode == 2 and "asks for zstd layers (publish.compression), which this builder cannot write" in out.stderr
+    assert "containerd image store" in out.stderr and builds.built == [], "nothing built, nothing half done"
+
+
+def test_layers_says_what_a_host_holding_one_image_pulls_to_get_another(imagekit, world):
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    assert imagekit("build", *args, "--only", "*cu121*-runtime*", "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    local = imagekit("layers", "--matrix", str(MATRIX), RUNTIME, TRACKING, adapters=fakes)
+    assert local.returncode == 0, local.stderr
+    assert "2 of B's 3 layers are in A (compared by content); a host holding A pulls 1 layer(s), 1.00 MB (unpacked" in local.stdout
+
+    assert imagekit("test", *args, "--only", "*cu121*-runtime*", "--gpus", "none", adapters=fakes).returncode == 0
+    registry = "127.0.0.1:5000/ml"
+    assert imagekit("publish", *args, "--only", "*cu121*-runtime*", "--registry", registry, adapters=fakes).returncode == 0
+    a, b = f"{registry}/imagekit/pytorch:{RUNTIME}", f"{registry}/imagekit/pytorch:{TRACKING}"
+    pulled = imagekit("layers", a, b, "--format", "json", adapters=fakes)
+    assert pulled.returncode == 0, pulled.stderr
+    found = json.loads(pulled.stdout)
+    assert (found["compared_by"], found["sizes"], found["pulled_layers"], found["pulled_bytes"]) == ("blob", "compressed", 1, 500_000)
+    assert [layer["in_a"] for layer in found["layers"]] == [True, True, False]
+    assert engine.pushed.count(b) == 1, "nothing pulled or pushed to compare them"
+    missing = imagekit("layers", a, f"{registry}/imagekit/pytorch:nope", adapters=fakes)
+    assert missing.returncode == 2 and "127.0.0.1:5000 has no image ml/imagekit/pytorch:nope" in missing.stderr
