@@ -1,7 +1,10 @@
 """The Docker engines the integration tests run on (scripts/engines starts them), and which tests run
 where: every integration test runs on the primary engine, the one users get by default (Engine 28.5,
 buildx, containerd image store); a test marked `@pytest.mark.engines(...)` also runs on the others
-it names, because what it checks differs by image store or engine generation.
+it names, because what it checks differs by image store or engine generation. A test whose check is
+the same on every store and that costs minutes on the primary engine's bit-for-bit builder (every
+rebuild rewrites the whole image there) says `@pytest.mark.engines(CLASSIC, primary=False)`: it
+runs on the classic store alone, and README "What is tested where" says so.
 
 IMAGEKIT_TEST_ENGINES (space-separated) narrows the engines, e.g. to the one a developer started."""
 

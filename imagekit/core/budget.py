@@ -35,6 +35,7 @@ _SHELLS = re.compile(r"^(RUN )?(/bin/sh -c (#\(nop\) )?|/bin/bash -o pipefail -c
 def _instruction(created_by: str) -> str:
     """A layer's Dockerfile instruction on one short line, without the shell BuildKit records
     (`RUN /bin/bash -o pipefail -c pip …` → `RUN pip …`)."""
-    text = " ".join(created_by.split())
+    text = " ".join(created_by.removesuffix("# buildkit").split())
     text = _SHELLS.sub(lambda m: m.group(1) or "", text)
-    return text if len(text) <= 140 else text[:137] + "..."
+    # Cut in the middle: a pip step's end names its layer's requirements file.
+    return text if len(text) <= 140 else text[:60] + " … " + text[-77:]

@@ -24,7 +24,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "engine_name" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("engines")
-    wanted = {engines.PRIMARY, *(marker.args if marker else ())}
+    wanted = {*(marker.args if marker else ())}
+    if marker is None or marker.kwargs.get("primary", True):
+        wanted.add(engines.PRIMARY)
     # One xdist worker per engine (--dist loadgroup): its session fixtures build once, and the
     # engines build side by side.
     params = [pytest.param(name, id=name, marks=pytest.mark.xdist_group(name)) for name in engines.selected() if name in wanted]

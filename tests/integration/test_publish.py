@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
-from engines import ALL
+from engines import ALL, CONTAINERD
 from local_registry import LocalRegistry, serving
 
 from imagekit.adapters.docker_engine import Engine
@@ -225,3 +225,48 @@ def test_credentials_from_docker_login(published, pub, registry, ws, tmp_path):
     pub.outputs.append(out.stdout + out.stderr)
     assert out.returncode == 0, out.stdout + out.stderr
     assert IMAGE_ID in registry.tags(f"login/{ws.repo}")
+
+
+def test_zstd_layers_are_pushed_as_zstd_and_the_image_pulls_and_passes_the_smoke_suite(pub, registry, engine, ws, tmp_path):
+    """`publish.compression: zstd` on the containerd store: the same layers as the gzip image (by
+    content), zstd blobs in the registry, and a pull of them that runs the suite. Elsewhere the
+    builder cannot write them, and the build says so before building anything."""
+    repo = f"{ws.repo}-zstd"
+    overlay = tmp_path / "zstd.yaml"
+    overlay.write_text(f"repository: {repo}\npublish: {{compression: zstd}}\n")
+    lock = tmp_path / "zstd.lock"
+    shutil.copy(ws.matrices[ws.matrices.index("--lock") + 1], lock)
+    args = [*ws.matrix_files, "--matrix", str(overlay), "--lock", str(lock), "--only", IMAGE_ID, "--reports", str(tmp_path / "reports")]
+    assert ws.imagekit("lock", *args[:-2]).returncode == 0  # new inputs recorded, pins kept
+    if ws.engine_name != CONTAINERD:
+        refused = ws.imagekit("build", *args)
+        assert refused.returncode == 2 and "asks for zstd layers (publish.compression), which this builder cannot write" in refused.stderr
+        assert engine.inspect_image(f"{repo}:{IMAGE_ID}") is None
+        return
+    cache_before = engine.build_cache_ids()
+    try:
+        build = ws.imagekit("build", *args, timeout=2400)
+        assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+        local = engine.inspect_image(f"{repo}:{IMAGE_ID}")
+        assert local["RootFS"]["Layers"] == engine.layers(f"{ws.repo}:{IMAGE_ID}"), "the same layers, byte for byte, in other blobs"
+        assert local["Id"] != engine.inspect_image(f"{ws.repo}:{IMAGE_ID}")["Id"]
+        tested = ws.imagekit("test", *args, "--gpus", "none")
+        assert tested.returncode == 0, tested.stdout[-3000:]
+        argv = [sys.executable, "-m", "imagekit", "publish", *args, "--registry", f"{registry.host}/ml", "--retries", "1"]
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=pub.env, timeout=1800)
+        pub.outputs.append(out.stdout + out.stderr)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        digest = json.loads((tmp_path / "reports" / "published.json").read_text())[0]["digest"]
+        r = requests.get(f"https://{registry.host}/v2/ml/{repo}/manifests/{digest}", auth=(USER, PASSWORD),
+                         headers={"Accept": MANIFEST_TYPES}, verify=str(registry.folder / "ca.crt"), timeout=30)  # fmt: skip
+        assert {layer["mediaType"] for layer in r.json()["layers"]} == {"application/vnd.oci.image.layer.v1.tar+zstd"}
+
+        reference = f"{registry.host}/ml/{repo}@{digest}"
+        engine.client.images.remove(local["Id"], force=True)
+        engine.client.images.pull(reference, auth_config={"username": USER, "password": PASSWORD})
+        code, root = run_suite(engine, ws, tmp_path, "/imagekit/smoke/test_environment.py", image=reference)
+        assert code == 0 and root is not None and failures(root) == {}
+    finally:
+        for image in engine.client.images.list(name=repo) + engine.client.images.list(name=f"{registry.host}/ml/{repo}"):
+            engine.remove_image(image.id)
+        engine.drop_build_cache(cache_before)
