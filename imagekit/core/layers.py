@@ -217,11 +217,38 @@ def transfer(a: ImageLayers, b: ImageLayers) -> Transfer:
     return Transfer(a, b, tuple(layer.diff_id in held for layer in b.layers), "content")
 
 
+# Instructions that change only the image config: their history entries make no layer.
+_CONFIG_ONLY = {
+    "ENV",
+    "LABEL",
+    "USER",
+    "CMD",
+    "ENTRYPOINT",
+    "ARG",
+    "EXPOSE",
+    "VOLUME",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+    "ONBUILD",
+    "MAINTAINER",
+}
+
+
+def makes_layer(size: int, created_by: str) -> bool:
+    """Whether a `docker history` entry is a layer. The engine's history does not say (the image
+    config's `empty_layer` stays inside), and a step whose diff is empty (a RUN that changed
+    nothing, a WORKDIR that exists) is a layer of 0 bytes: so by size, else by instruction."""
+    if size > 0:
+        return True
+    text = re.sub(r"^/bin/sh -c #\(nop\)\s+", "", created_by.strip())  # the legacy builder's mark of its steps
+    return text.split(" ", 1)[0].upper() not in _CONFIG_ONLY
+
+
 def sized(diff_ids: list[str], history: list[tuple[int, str]]) -> tuple[LayerInfo, ...]:
-    """An engine's layers with their unpacked sizes and the step that made each: `docker history`
-    lists every step, and the steps that made no layer (ENV, LABEL, …) weigh 0 bytes. When the
-    counts do not pair up, the sizes stay unknown rather than wrong."""
-    steps = [(size, created_by) for size, created_by in history if size > 0]
+    """An engine's layers with their unpacked sizes and the step that made each, `docker history`'s
+    entries paired with the layers; when they do not pair up, the sizes stay unknown, not wrong."""
+    steps = [(size, created_by) for size, created_by in history if makes_layer(size, created_by)]
     if len(steps) != len(diff_ids):
         return tuple(LayerInfo(d, None) for d in diff_ids)
     return tuple(LayerInfo(d, size, created_by=created_by) for d, (size, created_by) in zip(diff_ids, steps, strict=True))

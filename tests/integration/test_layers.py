@@ -17,7 +17,7 @@ from e2e_workspace import EXTENSION_ID, IMAGE_ID, Workspace
 from engines import CLASSIC
 
 from imagekit.adapters.docker_engine import Engine
-from imagekit.core.layers import normalise, parse
+from imagekit.core.layers import normalise, parse, sized
 
 pytestmark = pytest.mark.docker
 
@@ -69,11 +69,11 @@ class _Chunks:
 def pip_steps(engine: Engine, ref: str) -> dict[str, int]:
     """Layer name → the index of the layer its pip step made (the step's command names its file:
     requirements-<layer>.txt, or an extension's requirements.txt)."""
-    steps = [created_by for size, created_by in engine.history(ref) if size > 0]
-    assert len(steps) == len(engine.layers(ref)), "every step with a size made one layer"
+    layers = sized(engine.layers(ref), engine.history(ref))
+    assert all(layer.size is not None for layer in layers), "docker history pairs with the image's layers"
     found = {}
-    for i, step in enumerate(steps):
-        match = re.search(r"pip install .*-r /run/imagekit/requirements(?:-([a-z0-9-]+))?\.txt", step)
+    for i, layer in enumerate(layers):
+        match = re.search(r"pip install .*-r /run/imagekit/requirements(?:-([a-z0-9-]+))?\.txt", layer.created_by)
         if match:
             found[match.group(1) or "extension"] = i
     return found

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from imagekit.core import facts
-from imagekit.core.layers import REST, Rule, parse, plan
+from imagekit.core.layers import REST, Rule, makes_layer, parse, plan, sized
 from imagekit.core.matrix import load_matrix
 from imagekit.errors import MatrixError
 
@@ -112,3 +112,28 @@ def _problems(project_dir: Path, layers: str) -> str:
 def test_rules_and_compression_are_held_to_their_grammar(project_dir, layers, line, expected):
     problems = _problems(project_dir, layers)
     assert f"m.yaml:{line}: {expected}" in problems, problems
+
+
+def test_history_pairs_with_layers_also_where_a_step_made_an_empty_layer():
+    # docker history of an image built here (classic store, BuildKit), oldest first: the base's
+    # import, then the steps; a RUN that changed nothing and a WORKDIR that existed are layers of 0 bytes.
+    history = [
+        (265_000_000, ""),
+        (0, "SHELL [/bin/bash -o pipefail -c]"),
+        (0, "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8"),
+        (0, "RUN |1 IMAGEKIT_BASE=sha256:cf89 /bin/bash -o pipefail -c if [ -s /run/imagekit/apt-system.txt ]; then …; fi # buildkit"),
+        (330_000, "RUN /bin/bash -o pipefail -c SOURCE_DATE_EPOCH=86400 useradd … # buildkit"),
+        (2_800_000_000, "RUN /bin/bash -o pipefail -c … -r /run/imagekit/requirements-cuda.txt # buildkit"),
+        (0, "ENV PATH=/opt/venv/bin:$PATH"),
+        (0, "LABEL org.opencontainers.image.title=pytorch"),
+        (0, "USER 1000"),
+        (0, "WORKDIR /home/imagekit"),
+        (0, 'CMD ["python"]'),
+    ]
+    layers = sized(["sha256:base", "sha256:apt", "sha256:user", "sha256:cuda", "sha256:workdir"], history)
+    assert [(layer.diff_id, layer.size) for layer in layers] == [
+        ("sha256:base", 265_000_000), ("sha256:apt", 0), ("sha256:user", 330_000), ("sha256:cuda", 2_800_000_000), ("sha256:workdir", 0),
+    ]  # fmt: skip
+    assert "requirements-cuda.txt" in layers[3].created_by
+    assert not makes_layer(0, "/bin/sh -c #(nop)  ENV A=b") and makes_layer(0, "/bin/sh -c #(nop) ADD file:abc in / ")
+    assert [layer.size for layer in sized(["sha256:only"], history)] == [None], "counts that do not pair: unknown, not wrong"
