@@ -25,7 +25,8 @@ BUILDER_TIP = (
 )
 ZSTD_TIP = (
     "zstd layers need buildx on the containerd image store (the bit-for-bit level `imagekit doctor` reports); "
-    "elsewhere set `publish: {compression: gzip}` in an overlay for this host"
+    "on this host add an overlay with `publish: {compression: gzip}` and keep the lock (`--lock` the same file: "
+    "compression changes no pin)"
 )
 # How a build's image reaches the engine: `load` (the exporter writes it into the image store), or
 # `oci` (an OCI tarball with rewrite-timestamp=true, then `docker load`): the containerd store's

@@ -17,9 +17,11 @@ from typing import Any
 import docker.auth
 import requests
 
+from imagekit.core import grammar
 from imagekit.errors import ImagekitError, RegistryError
 
 CERTS_D = Path("/etc/docker/certs.d")
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.docker.distribution.manifest.v2+json",
@@ -70,9 +72,12 @@ def split_image_reference(reference: str) -> tuple[str, str, str]:
     return host, path, digest or tag
 
 
-def credentials(host: str) -> tuple[str, str] | None:
+def credentials(host: str, *, environment: bool = True) -> tuple[str, str] | None:
+    """What authenticates to ``host``: IMAGEKIT_REGISTRY_USER/_PASSWORD (the CI's secrets for the
+    registry it publishes to) when ``environment``, else or failing that what `docker login` stored
+    for that very host. A host named only on a command line gets the latter alone."""
     user, password = os.environ.get("IMAGEKIT_REGISTRY_USER"), os.environ.get("IMAGEKIT_REGISTRY_PASSWORD")
-    if user and password:
+    if environment and user and password:
         return user, password
     found = docker.auth.load_config().resolve_authconfig(host) or {}
     if found.get("username") and found.get("password"):
@@ -87,10 +92,10 @@ def auth_config(host: str) -> dict[str, str] | None:
 
 
 class Registry:
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, *, environment_credentials: bool = True) -> None:
         self.host = host
         self._session = requests.Session()
-        self._creds = credentials(host)
+        self._creds = credentials(host, environment=environment_credentials)
         ca = CERTS_D / host / "ca.crt"
         self._verify: str | bool = str(ca) if ca.is_file() else True
         self._token: str | None = None
@@ -130,6 +135,8 @@ class Registry:
             return  # Basic: the credentials were already sent
         params = dict(re.findall(r'(\w+)="([^"]*)"', header))
         realm = params.pop("realm", "")
+        if not realm.startswith("https://"):  # the registry names the realm: credentials go over TLS or not at all
+            raise RegistryError(f"{self.host} asks for a token from {realm[:80]!r}, which is not https", transient=False)
         response = self._session.get(realm, params=params, auth=self._creds, verify=self._verify, timeout=60)
         if response.ok:
             body = response.json()
@@ -142,23 +149,39 @@ class Registry:
             return None
         if not response.ok:
             raise RegistryError(f"{self.host} answered {response.status_code} for {repository}:{reference}", transient=False)
-        body: dict[str, Any] = response.json()
-        digest = response.headers.get("Docker-Content-Digest")
-        if not digest:
-            raise RegistryError(f"{self.host} sent no Docker-Content-Digest for {repository}:{reference}", transient=False)
-        config = body.get("config") or {}
-        layers = tuple(
-            (str(layer.get("digest", "")), int(layer.get("size", 0)), str(layer.get("mediaType", ""))) for layer in body.get("layers", [])
+        where = f"{repository}:{reference}"
+        body = self._json(response, where)
+        digest = response.headers.get("Docker-Content-Digest") or ""
+        if not grammar.full(grammar.DIGEST, digest):
+            raise RegistryError(f"{self.host} sent no Docker-Content-Digest for {where}", transient=False)
+        if body.get("mediaType") in INDEX_TYPES:
+            raise RegistryError(
+                f"{self.host}/{where} is a multi-platform index, not one image",
+                transient=False,
+                tip="name one platform's manifest by its digest (name@sha256:…)",
+            )
+        config, layers = body.get("config"), body.get("layers")
+        if not isinstance(config, dict) or not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+            raise RegistryError(f"{self.host} sent a manifest for {where} without a config and a list of layers", transient=False)
+        blobs = [(layer.get("digest"), layer.get("size"), str(layer.get("mediaType", ""))[:200]) for layer in [config, *layers]]
+        if not all(isinstance(d, str) and grammar.full(grammar.DIGEST, d) and type(s) is int and s >= 0 for d, s, _ in blobs):
+            raise RegistryError(f"{self.host} sent a manifest for {where} whose blobs are not sha256 digests with sizes", transient=False)
+        return Manifest(
+            digest, str(config["digest"]), sum(int(s) for _, s, _ in blobs), tuple((str(d), int(s), t) for d, s, t in blobs[1:])
         )
-        size = int(config.get("size", 0)) + sum(size for _, size, _ in layers)
-        return Manifest(digest=digest, config_digest=config.get("digest", ""), size=size, layers=layers)
+
+    def _json(self, response: requests.Response, where: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:  # not JSON, or not UTF-8
+            body = None
+        if not isinstance(body, dict):
+            raise RegistryError(f"{self.host} sent {where} as something other than a JSON object", transient=False)
+        return body
 
     def config(self, repository: str, digest: str) -> dict[str, Any]:
         """The image config blob ``digest`` of ``repository`` (its rootfs diff_ids and history)."""
         response = self._get(f"{repository}/blobs/{digest}", {})
         if not response.ok:
             raise RegistryError(f"{self.host} answered {response.status_code} for the config {digest} of {repository}", transient=False)
-        body = response.json()
-        if not isinstance(body, dict):
-            raise RegistryError(f"{self.host} sent a config for {repository} that is not a JSON object", transient=False)
-        return body
+        return self._json(response, f"the config {digest} of {repository}")

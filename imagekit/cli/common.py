@@ -36,7 +36,7 @@ class Adapters:
     engine: Callable[[], Engine] = docker_engine.Engine  # not yet connected
     builder: Callable[[host.Probe], Builder] = find_builder
     runner: Callable[[], BuildRunner] = BuildProcesses
-    registry: Callable[[str], RegistryClient] = Registry  # for a registry host
+    registry: Callable[..., RegistryClient] = Registry  # (host, environment_credentials=True)
     registry_auth: Callable[[str], dict[str, str] | None] = auth_config
     resolvers: Resolvers = field(default_factory=Resolvers)
     provenance: Callable[[Path, str | None], Provenance] = git.collect  # the matrix's folder, its `source`

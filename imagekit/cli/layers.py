@@ -39,7 +39,9 @@ def _layers(args: Args, use: Adapters, ref: str) -> ImageLayers:
         raise ConfigurationError(f"{ref[:80]!r} is not an image reference or a matrix image id", tip="e.g. 2.6.0-cu121-py3.11-runtime")
     if _in_registry(ref):
         host, _ = split_reference(ref.partition("@")[0])
-        registry = use.registry(host)
+        # A host named on a command line gets `docker login`'s credentials for it, never the CI's
+        # IMAGEKIT_REGISTRY_* secrets, which belong to the registry `publish` pushes to.
+        registry = use.registry(host, environment_credentials=False)
         try:
             return registry_layers(registry, ref)
         finally:
@@ -81,5 +83,5 @@ def _short(created_by: str) -> str:
     words = created_by.removesuffix("# buildkit").split()
     if len(words) > 1 and words[0] == "RUN" and re.fullmatch(r"\|[0-9]+", words[1]):
         words = ["RUN", *words[2 + int(words[1][1:]) :]]  # `RUN |2 A=1 B=2 cmd…`: the build arguments
-    text = " ".join(words)
+    text = grammar.printable_part(" ".join(words))
     return text[:100] + ("…" if len(text) > 100 else "")

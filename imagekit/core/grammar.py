@@ -88,6 +88,11 @@ def printable(value: str) -> bool:
     return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
 
 
+def printable_part(value: str) -> str:
+    """``value`` with every character `printable` refuses dropped: text from elsewhere, shown."""
+    return "".join(c for c in value if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
+
+
 def redact(url: str) -> str:
     """``url`` with any user:password@ replaced, for messages about it."""
     return re.sub(r"//[^/@\s]*@", "//***@", url)

@@ -21,8 +21,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 
 from imagekit.core import grammar
 
-# Packages no rule takes go into a last layer of this name (a rule may not use it).
+# Packages no rule takes go into a last layer of this name; an extension's own packages are the
+# layer `extension` on top of its parent's. A rule may use neither name.
 REST = "rest"
+EXTENSION = "extension"
+RESERVED = {REST: "the layer of what no rule takes", EXTENSION: "the layer of an extension's own packages"}
 
 _PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)(?: ; [^\\]*)? ?\\?")
 _VIA_ONE = re.compile(r" +# via (\S+)")
@@ -72,12 +75,13 @@ MAX_RULES = 16  # a layer each, beside the base's and the image's own; overlay f
 
 
 def rule_problems(rules: list[RuleSection]) -> list[tuple[int, str, str]]:
-    """(index, field, message) for what the shape cannot say: names once each, `rest` reserved."""
+    """(index, field, message) for what the shape cannot say: names once each, `rest` and
+    `extension` reserved."""
     problems = []
     seen: set[str] = set()
     for i, section in enumerate(rules):
-        if section.name == REST:
-            problems.append((i, "name", f"'{REST}' is the layer of what no rule takes; name this one otherwise"))
+        if section.name in RESERVED:
+            problems.append((i, "name", f"'{section.name}' is {RESERVED[section.name]}; name this one otherwise"))
         elif section.name in seen:
             problems.append((i, "name", f"'{section.name}' names two layers"))
         seen.add(section.name)
@@ -88,7 +92,9 @@ def rule_problems(rules: list[RuleSection]) -> list[tuple[int, str, str]]:
 class Requirement:
     name: str  # normalised
     version: str
-    text: str  # its lines in the requirement set: the pin, its hashes, its comments
+    # Its pin and hash lines. Not uv's comments: `# via` changes whenever another package starts to
+    # need it, and a layer's file must change only when what the layer installs does.
+    text: str
     via: frozenset[str]  # normalised names of the packages that need it (uv's annotation)
 
 
@@ -131,7 +137,8 @@ def parse(requirements: str) -> list[Requirement]:
             continue
         if not name or not line.strip():
             continue
-        lines.append(line)
+        if not line.lstrip().startswith("#"):
+            lines.append(line)
         needed_by = _VIA_ONE.fullmatch(line) or _VIA_MANY.fullmatch(line)
         if needed_by and not needed_by.group(1).startswith("-"):  # `-r requirements.in`, `-c constraints.txt`: asked for
             via.add(normalise(needed_by.group(1)))

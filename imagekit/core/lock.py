@@ -143,7 +143,10 @@ class Lock:
         """The hash an entry for ``image`` must carry: every field that reaches the image (user,
         base, environment, apt and pip packages, the extension's snippet) and the template that
         renders it, so a lock reviewed as current is current for all of them."""
-        payload = {"entry": image.entry(), "resolution": self.resolution(image), "template": matrix.template_digest(image)}
+        # Not how the layers are compressed: no pin depends on it, and a host whose builder cannot
+        # write zstd builds the same lock's images with gzip (README "Layers").
+        entry = {k: v for k, v in image.entry().items() if k != "compression"}
+        payload = {"entry": entry, "resolution": self.resolution(image), "template": matrix.template_digest(image)}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def problem(self, image: ImageSpec, matrix: Matrix) -> str | None:

@@ -199,7 +199,7 @@ class Renderer:
         files[REQUIREMENTS] = requirements
         parent = self.render(self._matrix.image(str(image.parent)))
         had = {p for _, packages in parent.layers for p in packages}
-        shown = (*parent.layers, (EXTENSION_LAYER, tuple(r.name for r in layers.parse(requirements.decode()) if r.name not in had)))
+        shown = (*parent.layers, (layers.EXTENSION, tuple(r.name for r in layers.parse(requirements.decode()) if r.name not in had)))
         files[LAYERS_FILE] = _layers_json(shown)
         # An extension's own snippet is a template too, rendered with the same values.
         snippet = ""
@@ -377,10 +377,6 @@ def _one_line(value: Any) -> Any:
     if not grammar.printable(value):
         raise jinja2.TemplateRuntimeError(f"refusing to write {value[:40]!r}: a value must be one line without control characters")
     return value
-
-
-# The layer an extension's own packages make, on top of its parent's, as the manifest names it.
-EXTENSION_LAYER = "extension"
 
 
 def plan(image: ImageSpec, requirements: str | None) -> list[layers.Layer]:

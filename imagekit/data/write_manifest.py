@@ -79,12 +79,11 @@ def cuda_toolkit() -> str | None:
     return os.environ.get("CUDA_VERSION") or None
 
 
-def layers() -> list | None:
+def layers(pip: dict) -> list | None:
     """The layer plan the image was built with, each layer with its packages' installed bytes."""
     if not LAYERS.is_file():
         return None  # built from a template that mounts none
     plan = json.loads(LAYERS.read_text(encoding="utf-8"))
-    pip = pip_packages()
     return [{**layer, "size": sum(pip[p]["size"] for p in layer["packages"] if p in pip)} for layer in plan]
 
 
@@ -106,7 +105,7 @@ def main() -> int:
         "apt": apt,
         "size": {"pip": sum(p["size"] for p in pip.values()), "apt": sum(p["size"] for p in apt.values())},
     }
-    planned = layers()
+    planned = layers(pip)
     if planned is not None:
         manifest["layers"] = planned
     json.dump(manifest, sys.stdout, indent=1, sort_keys=True)

@@ -4,7 +4,7 @@ read from the engine or from a registry."""
 from __future__ import annotations
 
 from imagekit.adapters.registry import split_image_reference
-from imagekit.core import manifest
+from imagekit.core import grammar, manifest
 from imagekit.core.layers import ImageLayers, LayerInfo, sized
 from imagekit.core.manifest import MANIFEST_PATH, PackageManifest
 from imagekit.errors import ConfigurationError, ImagekitError
@@ -37,15 +37,23 @@ def registry_layers(registry: RegistryClient, ref: str) -> ImageLayers:
     host, path, reference = split_image_reference(ref)
     found = registry.manifest(path, reference)
     if found is None:
-        raise ConfigurationError(f"{host} has no image {path}:{reference}", tip="check the reference, or publish it first")
+        named = f"{path}@{reference}" if reference.startswith("sha256:") else f"{path}:{reference}"
+        raise ConfigurationError(f"{host} has no image {named}", tip="check the reference, or publish it first")
     config = registry.config(path, found.config_digest)
     rootfs = config.get("rootfs")
     diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
-    if not isinstance(diff_ids, list) or len(diff_ids) != len(found.layers) or not all(isinstance(d, str) for d in diff_ids):
+    if (
+        not isinstance(diff_ids, list)
+        or len(diff_ids) != len(found.layers)
+        or not all(grammar.full(grammar.DIGEST, str(d)) for d in diff_ids)
+    ):
         raise ImagekitError(
             f"{ref}: its config does not list one diff_id per layer of its manifest", tip="this is not an image imagekit can compare"
         )
-    steps = [str(h.get("created_by", "")) for h in config.get("history") or [] if isinstance(h, dict) and not h.get("empty_layer")]
+    history = config.get("history")
+    entries = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+    # The config says which steps made a layer (`empty_layer`). A registry's text is shown: printable only.
+    steps = [grammar.printable_part(str(h.get("created_by", ""))) for h in entries if not h.get("empty_layer")]
     steps = steps if len(steps) == len(diff_ids) else [""] * len(diff_ids)
     layers = tuple(
         LayerInfo(diff_id, size, blob, step) for diff_id, (blob, size, _), step in zip(diff_ids, found.layers, steps, strict=True)

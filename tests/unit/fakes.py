@@ -227,7 +227,7 @@ def adapters(engine: FakeEngine, builds: FakeBuilds, resolved: list[str] | None 
         engine=lambda: engine,
         builder=lambda probe: Builder("/fake/docker", "buildx", "28.5.2", "0.29.1"),
         runner=lambda: builds,
-        registry=lambda host: engine.registry,
+        registry=lambda host, **_: engine.registry,
         registry_auth=lambda host: None,
         resolvers=Resolvers(pip=pip, apt=lambda *args, **kwargs: {}),
         provenance=lambda folder, source: Provenance("0" * 40, source, "2026-12-07T00:00:00Z", 1796601600),

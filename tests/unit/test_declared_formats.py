@@ -147,8 +147,11 @@ def written_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
         "Package: bash\nStatus: install ok installed\nArchitecture: all\nVersion: 5.2.15-2+b7\nInstalled-Size: 7000\n\n"
         "Package: libcublas-12-1\nStatus: install ok installed\nArchitecture: all\nVersion: 12.1.3.1-1\nInstalled-Size: 10\n"
     )
+    plan = tmp_path / "layers.json"  # what render sends in the build context
+    plan.write_text('[{"name": "numpy", "packages": ["numpy"]}, {"name": "rest", "packages": ["pytest"]}]\n')
     monkeypatch.setattr(script, "VENV", tmp_path / "venv")
     monkeypatch.setattr(script, "DPKG_STATUS", status)
+    monkeypatch.setattr(script, "LAYERS", plan)
     monkeypatch.setenv("IMAGEKIT_IMAGE_ID", "2.6.0-cu121-py3.11-runtime")
     monkeypatch.setenv("CUDA_VERSION", "12.1.1")
     out = io.StringIO()
@@ -168,6 +171,8 @@ def test_a_manifest_as_the_image_writes_it_is_read(tmp_path, monkeypatch):
     ]
     assert m.packages["pip", "numpy"].size == 6 + len("Metadata-Version: 2.1\nName: numpy\nVersion: 2.2.3\n")
     assert m.packages["apt", "bash"].size == 7000 * 1024
+    # The layer plan, each layer with its installed packages' bytes (pytest is in the plan, not in this venv).
+    assert m.layers == (("numpy", ("numpy",), m.packages["pip", "numpy"].size), ("rest", ("pytest",), 0))
 
 
 class StubEngine:

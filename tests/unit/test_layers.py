@@ -37,9 +37,21 @@ def test_the_product_plan_puts_each_package_of_the_set_in_exactly_one_layer_in_o
     assert by_layer[REST] == ["iniconfig", "packaging", "pluggy", "pytest"], "pytest and what it alone needs"
     everything = [p.name for p in parse(RUNTIME)]
     assert sorted(p for layer in layers for p in layer.packages) == sorted(everything), "the whole set, each package once"
-    # Each layer's file is the lock's own lines for its packages: pins, every hash, the comments.
+    # Each layer's file is the lock's own lines for its packages: pins and every hash, no comment
+    # (a `# via` that another package's arrival changes must not rebuild the layer).
     assert "".join(layer.text for layer in layers).count("--hash=sha256:") == RUNTIME.count("--hash=sha256:")
     assert sorted(p.name for layer in layers for p in parse(layer.text)) == sorted(everything)
+    assert all("#" not in line.split("--hash=sha256:")[0] for layer in layers for line in layer.text.splitlines())
+
+
+def test_a_new_package_that_needs_a_torch_dependency_leaves_the_torch_layer_as_it_was():
+    # Add pydantic, which needs typing-extensions too: uv's `# via` of typing-extensions changes, its pin does not.
+    block = RUNTIME[RUNTIME.index("typing-extensions==") :]
+    via = block[block.index("    # via") :].split("\n", 1)[0]
+    widened = RUNTIME.replace(block, block.replace(via, "    # via\n    #   pydantic\n    #   torch", 1))
+    before = {layer.name: layer.text for layer in plan(RUNTIME, PRODUCT_RULES)}
+    after = {layer.name: layer.text for layer in plan(widened, PRODUCT_RULES)}
+    assert widened != RUNTIME and after["torch"] == before["torch"]
 
 
 def test_the_default_plan_and_what_no_rule_takes():
@@ -89,6 +101,7 @@ def _problems(project_dir: Path, layers: str) -> str:
             "layers.1.name: 'cuda' names two layers",
         ),
         ("layers:\n  - {name: rest, packages: [numpy]}\n", 28, "layers.0.name: 'rest' is the layer of what no rule takes"),
+        ("layers:\n  - {name: extension, packages: [numpy]}\n", 28, "layers.0.name: 'extension' is the layer of an extension's own"),
         ("layers:\n  - {name: Big, packages: [numpy]}\n", 28, "layers.0.name: 'Big' is not a layer name"),
         (
             "layers:\n  - {name: x, packages: ['numpy;rm -rf']}\n",

@@ -122,3 +122,12 @@ def test_layers_says_what_a_host_holding_one_image_pulls_to_get_another(imagekit
     assert engine.pushed.count(b) == 1, "nothing pulled or pushed to compare them"
     missing = imagekit("layers", a, f"{registry}/imagekit/pytorch:nope", adapters=fakes)
     assert missing.returncode == 2 and "127.0.0.1:5000 has no image ml/imagekit/pytorch:nope" in missing.stderr
+
+
+def test_layers_refuses_what_is_no_reference_and_names_what_is_missing(imagekit, world):
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    bad = imagekit("layers", "Not A Ref!", "x:y", adapters=fakes)
+    assert bad.returncode == 2 and "'Not A Ref!' is not an image reference or a matrix image id" in bad.stderr
+    missing = imagekit("layers", "example/a:1", "example/b:2", adapters=fakes)
+    assert missing.returncode == 2 and "no image example/a:1 on this engine" in missing.stderr and "Traceback" not in missing.stderr
