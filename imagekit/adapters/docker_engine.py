@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import docker
 import docker.errors
@@ -33,7 +33,9 @@ from imagekit.errors import EngineError, RegistryError
 
 ENGINE_TIP = "start the Docker engine (e.g. `dockerd &` or `systemctl start docker`) or point DOCKER_HOST at one"
 CONTAINER_LABEL = "io.imagekit.role"
-CLASSIC, CONTAINERD = "classic", "containerd"
+Store = Literal["classic", "containerd"]
+CLASSIC: Store = "classic"
+CONTAINERD: Store = "containerd"
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def pushed_digest(event: dict[str, Any]) -> str | None:
 @dataclass
 class Engine:
     _client: Any = field(default=None, repr=False)
-    _store: str | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
 
     @property
     def client(self) -> docker.DockerClient:
@@ -99,7 +101,7 @@ class Engine:
         return self.client.info()
 
     @property
-    def store(self) -> str:
+    def store(self) -> Store:
         """CONTAINERD when the engine keeps images in containerd (its snapshotter shows as the
         driver type), else CLASSIC."""
         if self._store is None:

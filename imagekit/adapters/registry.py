@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.auth
 import requests
@@ -45,7 +45,7 @@ class ImageKey:
     attestations, so a pushed image is one manifest, never an index."""
 
     digest: str
-    of: str  # config | manifest
+    of: Literal["config", "manifest"]
 
     def served_by(self, manifest: Manifest | None) -> bool:
         """Whether a registry's ``manifest`` is this very image."""

@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from imagekit.adapters.docker_engine import ContainerResult
+from imagekit.adapters.docker_engine import ContainerResult, Store
 from imagekit.adapters.registry import ImageKey, Manifest
 
 __all__ = ["BuildRunner", "ContainerEngine", "ContainerResult", "Engine", "HostRunner", "ImageStore", "RegistryClient"]
@@ -48,7 +48,7 @@ class Engine(ContainerEngine, Protocol):
     """Everything a build, verify or publish does on an engine besides the build itself."""
 
     @property
-    def store(self) -> str: ...
+    def store(self) -> Store: ...
     def push(self, repository: str, tag: str, auth: dict[str, str] | None) -> str: ...
     def load(self, tarball: Path, name: str) -> None: ...
     def build_cache_ids(self) -> set[str]: ...

@@ -6,6 +6,7 @@ from `docker login`, and that the credential never leaks."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -270,3 +271,29 @@ def test_zstd_layers_are_pushed_as_zstd_and_the_image_pulls_and_passes_the_smoke
         for image in engine.client.images.list(name=repo) + engine.client.images.list(name=f"{registry.host}/ml/{repo}"):
             engine.remove_image(image.id)
         engine.drop_build_cache(cache_before)
+
+
+def test_layers_reads_two_published_images_from_the_registry_with_docker_logins_credentials(published, pub, registry, ws, tmp_path):
+    base, extension = published["records"]
+    a, b = f"{registry.host}/ml/{ws.repo}@{base['digest']}", f"{registry.host}/ml/{ws.repo}@{extension['digest']}"
+    # The CI's registry secrets are for the registry `publish` pushes to; a host named on the command
+    # line gets what `docker login` stored for it, and nothing else.
+    env = {k: v for k, v in pub.env.items() if not k.startswith("IMAGEKIT_REGISTRY_")} | {"DOCKER_CONFIG": str(tmp_path)}
+    argv = [sys.executable, "-m", "imagekit", "layers", a, b, "--format", "json"]
+    refused = subprocess.run(
+        argv, capture_output=True, text=True, cwd=ROOT, env={**env, "IMAGEKIT_REGISTRY_USER": USER, "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD}
+    )
+    assert refused.returncode == 1 and "refused" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))  # as `docker login` writes it
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    assert (found["compared_by"], found["sizes"]) == ("blob", "compressed")
+    r = requests.get(f"https://{registry.host}/v2/ml/{ws.repo}/manifests/{extension['digest']}", auth=(USER, PASSWORD),
+                     headers={"Accept": MANIFEST_TYPES}, verify=str(registry.folder / "ca.crt"), timeout=30)  # fmt: skip
+    blobs = [(layer["digest"], layer["size"]) for layer in r.json()["layers"]]
+    own = blobs[len(blobs) - found["pulled_layers"] :]
+    assert [layer["blob"] for layer in found["layers"]] == [d for d, _ in blobs]
+    assert 0 < found["pulled_layers"] < len(blobs) and all(layer["in_a"] for layer in found["layers"][: len(blobs) - len(own)])
+    assert found["pulled_bytes"] == sum(size for _, size in own), "the extension's own layers, as the registry stores them"
