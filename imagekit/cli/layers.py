@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from imagekit import console
 from imagekit.adapters.registry import split_reference
@@ -11,7 +10,7 @@ from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, engine
 from imagekit.cli.manifest import image_ref
 from imagekit.core import grammar
-from imagekit.core.layers import ImageLayers, transfer
+from imagekit.core.layers import ImageLayers, step_text, transfer
 from imagekit.core.manifest import human
 from imagekit.errors import ConfigurationError, ImagekitError
 from imagekit.stages.inspect import engine_layers, registry_layers
@@ -53,7 +52,7 @@ def _layers(args: Args, use: Adapters, ref: str) -> ImageLayers:
 def run(args: Args, use: Adapters) -> int:
     moved = transfer(_layers(args, use, args.old), _layers(args, use, args.new))
     a, b = moved.a, moved.b
-    unit = "compressed, as the registry sends them" if b.in_registry else "unpacked (read B from a registry for compressed sizes)"
+    unit = "compressed, as the registry sends them" if b.in_registry else "unpacked; read B from a registry for compressed sizes"
     if args.format == "json":
         console.print_json({
             "a": a.ref, "b": b.ref, "compared_by": moved.by, "sizes": "compressed" if b.in_registry else "unpacked",
@@ -66,7 +65,7 @@ def run(args: Args, use: Adapters) -> int:
         f"{b.ref}, layer by layer",
         ["#", "in A", "size", "made by"],
         [
-            [str(i), "yes" if had else "NEW", human(layer.size) if layer.size is not None else "?", _short(layer.created_by)]
+            [str(i), "yes" if had else "NEW", human(layer.size) if layer.size is not None else "?", step_text(layer.created_by, 100)]
             for i, (layer, had) in enumerate(zip(b.layers, moved.have, strict=True), 1)
         ],
     )
@@ -76,12 +75,3 @@ def run(args: Args, use: Adapters) -> int:
         f"pulls {len(moved.pulled)} layer(s), {human(pulled) if pulled is not None else 'of unknown size'} ({unit})"
     )
     return 0
-
-
-def _short(created_by: str) -> str:
-    """A build step as a line of the table: BuildKit's `RUN |n KEY=…` prefix and `# buildkit` suffix gone."""
-    words = created_by.removesuffix("# buildkit").split()
-    if len(words) > 1 and words[0] == "RUN" and re.fullmatch(r"\|[0-9]+", words[1]):
-        words = ["RUN", *words[2 + int(words[1][1:]) :]]  # `RUN |2 A=1 B=2 cmd…`: the build arguments
-    text = grammar.printable_part(" ".join(words))
-    return text[:100] + ("…" if len(text) > 100 else "")

@@ -3,8 +3,7 @@ its build, with the largest layers and packages named so the fix can start at th
 
 from __future__ import annotations
 
-import re
-
+from imagekit.core.layers import step_text
 from imagekit.core.manifest import PackageManifest, human
 from imagekit.core.matrix import SizeBudget
 
@@ -20,22 +19,10 @@ def over_budget(size: int, budget: SizeBudget, layers: list[tuple[int, str]], ma
     lines = [f"{human(size)} is over its size budget of {human(budget.limit)} by {human(size - budget.limit)} (budget: {budget.where})"]
     lines.append("largest layers:")
     for layer_size, created_by in sorted(layers, key=lambda h: -h[0])[:SHOWN]:
-        lines.append(f"  {human(layer_size):>10}  {_instruction(created_by)}")
+        lines.append(f"  {human(layer_size):>10}  {step_text(created_by, 140)}")
     if isinstance(manifest, str):
         lines.append(f"largest packages: unknown ({manifest})")
     else:
         lines.append("largest packages:")
         lines += [f"  {human(p.size):>10}  {p.kind} {p.name} {p.version}" for p in manifest.largest(SHOWN)]
     return lines
-
-
-_SHELLS = re.compile(r"^(RUN )?(/bin/sh -c (#\(nop\) )?|/bin/bash -o pipefail -c )")
-
-
-def _instruction(created_by: str) -> str:
-    """A layer's Dockerfile instruction on one short line, without the shell BuildKit records
-    (`RUN /bin/bash -o pipefail -c pip …` → `RUN pip …`)."""
-    text = " ".join(created_by.removesuffix("# buildkit").split())
-    text = _SHELLS.sub(lambda m: m.group(1) or "", text)
-    # Cut in the middle: a pip step's end names its layer's requirements file.
-    return text if len(text) <= 140 else text[:60] + " … " + text[-77:]

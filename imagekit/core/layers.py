@@ -224,6 +224,22 @@ def transfer(a: ImageLayers, b: ImageLayers) -> Transfer:
     return Transfer(a, b, tuple(layer.diff_id in held for layer in b.layers), "content")
 
 
+_SHELLS = re.compile(r"^(RUN )?(\|[0-9]+ (?:\S+=\S* )*)?(/bin/sh -c (#\(nop\) )?|/bin/bash -o pipefail -c )")
+
+
+def step_text(created_by: str, width: int) -> str:
+    """A layer's build step as `docker history` records it, on one line of at most ``width``
+    characters: without the shell and build arguments BuildKit records (`RUN |1 A=b /bin/bash -o
+    pipefail -c pip …` → `RUN pip …`), printable only (a registry's text too), cut in the middle,
+    since a pip step's end names its layer's requirements file."""
+    text = grammar.printable_part(" ".join(created_by.removesuffix("# buildkit").split()))
+    text = _SHELLS.sub(lambda m: m.group(1) or "", text)
+    if len(text) <= width:
+        return text
+    head = (width - 3) * 2 // 5
+    return text[:head] + " … " + text[-(width - 3 - head) :]
+
+
 # Instructions that change only the image config: their history entries make no layer.
 _CONFIG_ONLY = {
     "ENV",
