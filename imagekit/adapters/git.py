@@ -7,7 +7,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imagekit.core.provenance import Provenance, public_url
+from imagekit.core.provenance import LAYER_EPOCH, Provenance, public_url
 
 
 def _git(cwd: Path, *args: str) -> str | None:
@@ -22,9 +22,11 @@ def collect(matrix_dir: Path, source: str | None) -> Provenance:
     revision = _git(matrix_dir, "rev-parse", "HEAD")
     if revision and _git(matrix_dir, "status", "--porcelain", "--untracked-files=no"):
         revision += "-dirty"
-    # SOURCE_DATE_EPOCH when the caller sets it (reproducible-builds.org convention), else the last
-    # commit's time, so two builds of one commit carry the same date; now only outside git.
-    epoch = os.environ.get("SOURCE_DATE_EPOCH") or _git(matrix_dir, "log", "-1", "--format=%ct")
+    # SOURCE_DATE_EPOCH when the caller sets it (reproducible-builds.org convention), for the label
+    # and the build; else the label says the last commit's time (now only outside git), and the
+    # build gets the fixed LAYER_EPOCH.
+    given = os.environ.get("SOURCE_DATE_EPOCH", "")
+    epoch = given or _git(matrix_dir, "log", "-1", "--format=%ct")
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch and epoch.isdigit() else datetime.now(timezone.utc)
     when = when.replace(microsecond=0)
     return Provenance(
@@ -32,4 +34,5 @@ def collect(matrix_dir: Path, source: str | None) -> Provenance:
         source=source or public_url(_git(matrix_dir, "remote", "get-url", "origin")),
         created=when.isoformat().replace("+00:00", "Z"),
         epoch=int(when.timestamp()),
+        layer_epoch=int(given) if given.isdigit() else LAYER_EPOCH,
     )

@@ -161,7 +161,7 @@ class BuildRun:
             secrets,
             build_args,
             no_cache=no_cache,
-            source_date_epoch=self.provenance.epoch if repro and repro.source_date_epoch else None,
+            source_date_epoch=self.provenance.layer_epoch if repro and repro.source_date_epoch else None,
             oci_tarball=tarball,
             compression=image.compression,
         )

@@ -168,3 +168,25 @@ def test_zstd_layers_are_other_content_and_gzip_ids_stay_as_they_were():
     zstd = identify(replace(RENDERED, image=replace(RENDERED.image, compression="zstd")), BASE).content_id
     assert zstd != gzip, "the same files in zstd layers are another image, with other digests"
     assert identify(replace(RENDERED, image=replace(RENDERED.image, compression="gzip")), BASE).content_id == gzip
+
+
+@pytest.mark.tool("git")
+def test_the_build_time_is_fixed_and_the_commit_time_goes_into_the_label(tmp_path, monkeypatch, tools):
+    """A commit's time as SOURCE_DATE_EPOCH would give every layer new bytes with every commit, and a
+    one-pin change would ship the whole image again: the build gets a fixed time, the label the commit's."""
+    import subprocess
+
+    from imagekit.adapters.git import collect
+    from imagekit.core.provenance import LAYER_EPOCH
+
+    git = [*tools["git"], "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    for when in ("1795478400", "1893456000"):  # two commits, years apart
+        (tmp_path / "matrix.yaml").write_text(when)
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", when], check=True, env={"GIT_COMMITTER_DATE": f"@{when} +0000", "PATH": "/usr/bin:/bin"})
+        monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+        found = collect(tmp_path, None)
+        assert (found.epoch, found.layer_epoch) == (int(when), LAYER_EPOCH)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the caller's own wins for both
+    assert (collect(tmp_path, None).epoch, collect(tmp_path, None).layer_epoch) == (1700000000, 1700000000)
