@@ -3,8 +3,8 @@
 Builds the product's runtime image on the local Debian base (matrix.yaml + overlays/local-debian.yaml)
 twice over, in the layout before the layer plan (one pip layer: `layers: []`) and with matrix.yaml's
 plan, each with its `tracking` extension, a one-pin update (pytest 8.3.5 → 8.3.4) and a second
-variant (torch 2.5.1, the release before, on the same base and CUDA 12.4 wheel channel: PyPI serves
-no other CUDA build of 2.6.0); and once more with zstd layers. Then, in one run on one machine:
+variant (torch 2.5.1, the release before, on the same base and CUDA 12.4 wheel channel, locked from
+the base's set: PyPI serves no other CUDA build of 2.6.0); and once more with zstd layers. Then, in one run on one machine:
 
 - bytes per change: the layers of the updated image the old one lacks (compressed, as the registry
   holds them, and unpacked);
@@ -46,9 +46,11 @@ from typing import Any
 
 import docker
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "2.6.0-cu121-py3.11-runtime"
+VARIANT = "2.5.1-cu121-py3.11-runtime"
 BASE_MATRICES = ["matrix.yaml", "overlays/local-debian.yaml"]
 LAYOUTS = {"one pip layer (before the plan)": "layers: []\n", "layer plan (matrix.yaml)": ""}
 
@@ -171,6 +173,12 @@ def build_layout(env: dict[str, str], work: Path, name: str, plan: str, repo: st
         lock = work / f"{name}-{kind}.lock"
         # From the committed lock: its pins are kept, only what an overlay changes is resolved again.
         shutil.copy(ROOT / "overlays" / "local-debian.lock", lock)
+        if kind == "variant":
+            # The variant is locked from the base's set, as a site adds a variant to a locked matrix:
+            # uv keeps every pin the other torch release allows (the pure-Python ones).
+            data = yaml.safe_load(lock.read_text())
+            data["images"][VARIANT] = data["images"][IMAGE]
+            lock.write_text(yaml.safe_dump(data, sort_keys=False, width=200))
         args = [*(w for m in BASE_MATRICES for w in ("--matrix", m)), *files, "--lock", str(lock)]
         only = "*-runtime*" if kind == "base" and not zstd else "*-runtime"
         print(f"{name}: {kind}", flush=True)
@@ -212,7 +220,7 @@ def main() -> int:
                 sources = {
                     "base": f"{repo}:{IMAGE}",
                     "extension": f"{repo}:{IMAGE}-tracking",
-                    "variant": f"{repo}-variant:2.5.1-cu121-py3.11-runtime",
+                    "variant": f"{repo}-variant:{VARIANT}",
                     "update": f"{repo}-update:{IMAGE}",
                 }
                 storage, pushed = {}, {}
