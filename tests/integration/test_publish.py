@@ -290,10 +290,15 @@ def test_layers_reads_two_published_images_from_the_registry_with_docker_logins_
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     assert (found["compared_by"], found["sizes"]) == ("blob", "compressed")
-    r = requests.get(f"https://{registry.host}/v2/ml/{ws.repo}/manifests/{extension['digest']}", auth=(USER, PASSWORD),
-                     headers={"Accept": MANIFEST_TYPES}, verify=str(registry.folder / "ca.crt"), timeout=30)  # fmt: skip
-    blobs = [(layer["digest"], layer["size"]) for layer in r.json()["layers"]]
-    own = blobs[len(blobs) - found["pulled_layers"] :]
-    assert [layer["blob"] for layer in found["layers"]] == [d for d, _ in blobs]
-    assert 0 < found["pulled_layers"] < len(blobs) and all(layer["in_a"] for layer in found["layers"][: len(blobs) - len(own)])
-    assert found["pulled_bytes"] == sum(size for _, size in own), "the extension's own layers, as the registry stores them"
+
+    def blobs(digest: str) -> list[tuple[str, int]]:
+        r = requests.get(f"https://{registry.host}/v2/ml/{ws.repo}/manifests/{digest}", auth=(USER, PASSWORD),
+                         headers={"Accept": MANIFEST_TYPES}, verify=str(registry.folder / "ca.crt"), timeout=30)  # fmt: skip
+        return [(layer["digest"], layer["size"]) for layer in r.json()["layers"]]
+
+    held, wanted = {d for d, _ in blobs(base["digest"])}, blobs(extension["digest"])
+    assert [layer["blob"] for layer in found["layers"]] == [d for d, _ in wanted]
+    assert [layer["in_a"] for layer in found["layers"]] == [d in held for d, _ in wanted]
+    new = [(d, size) for d, size in wanted if d not in held]
+    assert 0 < found["pulled_layers"] == len(new) < len(wanted), "the extension's own layers, not its parent's"
+    assert found["pulled_bytes"] == sum(size for _, size in new), "as the registry stores them"
