@@ -22,7 +22,9 @@ Builds are not timed here. Run as root on a host with scripts/engines' engines s
     scripts/engines start docker28-containerd docker28-classic
     python benchmarks/layers.py --out benchmarks/results/layers-$(date +%F).json
 
-It leaves no image, container, registry or build cache of its own behind.
+It leaves no image, container, registry or build cache of its own behind; after a failure the
+build engine keeps its images and build cache, so a rerun builds from the cache
+(`scripts/engines purge` clears them).
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class Registry:
             f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {folder / 'data'}}}}}\n"
             f"http: {{addr: '{self.host}'}}\n"
         )
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stderr=subprocess.DEVNULL)
+        # Its log (warnings and errors only) stays beside the storage for a failed push to be read.
+        self.log = (folder / "registry.log").open("wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stderr=self.log)
         for _ in range(100):
             try:
                 requests.get(f"http://{self.host}/v2/", timeout=1)
@@ -93,6 +97,10 @@ class Registry:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        self.log.close()
+        log = (self.folder / "registry.log").read_text(errors="replace").strip()
+        if log:
+            print("registry log (warnings and errors):\n" + log[-4000:], flush=True)
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -133,6 +141,17 @@ def timed_pull(client: docker.DockerClient, ref: str) -> float:
         if "error" in event:
             raise RuntimeError(f"pull {ref}: {event['error']}")
     return time.monotonic() - started
+
+
+def push(client: docker.DockerClient, repository: str, tag: str) -> None:
+    """Push, once more on an error: distribution now and then answers a whole-blob PUT of a
+    multi-GB layer with 500 (seen once in three runs); a second push sends only what is missing."""
+    for attempt in (1, 2):
+        errors = [event["error"] for event in client.api.push(repository, tag, stream=True, decode=True) if "error" in event]
+        if not errors:
+            return
+        print(f"  push {repository}:{tag} (attempt {attempt}): {errors[0]}", flush=True)
+    raise RuntimeError(f"push {repository}:{tag}: {errors[0]}")
 
 
 def summary(times: list[float]) -> dict[str, Any]:
@@ -228,9 +247,7 @@ def main() -> int:
                     # One repository, a tag per kind: the registry stores each blob once, whichever images share it.
                     target = f"{registry.host}/{repo}"
                     build.api.tag(source, target, f"{kind}")
-                    for event in build.api.push(target, f"{kind}", stream=True, decode=True):
-                        if "error" in event:
-                            raise RuntimeError(event["error"])
+                    push(build, target, kind)
                     pushed[kind] = f"{target}:{kind}"
                     storage[kind] = registry.stored()
                 # The update: its layers the base lacks, compressed and unpacked.
@@ -261,8 +278,8 @@ def main() -> int:
                 if index == len(LAYOUTS) - 1:
                     results["cold_pull"] = cold_pulls(build, build_env, work, registry, repo, pushed["base"], args)
             finally:
-                empty(build)
                 registry.close()
+            empty(build)  # not after a failure: a rerun builds from the cache
     shutil.rmtree(tmp, ignore_errors=True)
     for name in {args.build_engine, *args.pull_engines}:  # the engines get back the base the tests expect
         make_local_base(engine_env(name))
@@ -282,9 +299,7 @@ def cold_pulls(
     build_layout(env, work, "zstd", "", zstd_repo, zstd=True)
     target = f"{registry.host}/{zstd_repo}"
     build.api.tag(f"{zstd_repo}:{IMAGE}", target, "base")
-    for event in build.api.push(target, "base", stream=True, decode=True):
-        if "error" in event:
-            raise RuntimeError(event["error"])
+    push(build, target, "base")
     refs = {"gzip": gzip_ref, "zstd": f"{target}:base"}
     found: dict[str, Any] = {
         "bytes_compressed": {
