@@ -263,6 +263,9 @@ def main() -> int:
                 }
                 results["layouts"][layout] = entry
                 print(json.dumps(entry, indent=1), flush=True)
+                # The images are in the registry now; their unpacked copies and build cache (~50 GB on
+                # the containerd store) would leave the pulls short of disk.
+                empty(build)
                 for pull_engine in args.pull_engines:
                     client = docker.DockerClient(base_url=engine_env(pull_engine)["DOCKER_HOST"], timeout=3600)
                     times = []
