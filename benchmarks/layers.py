@@ -4,10 +4,11 @@ Builds the product's runtime image on the local Debian base (matrix.yaml + overl
 twice over, in the layout before the layer plan (one pip layer: `layers: []`) and with matrix.yaml's
 plan, each with its `tracking` extension, a one-pin update (pytest 8.3.5 → 8.3.4) and a second
 variant (torch 2.5.1, the release before, on the same base and CUDA 12.4 wheel channel, locked from
-the base's set: PyPI serves no other CUDA build of 2.6.0); and once more with zstd layers. Then, in one run on one machine:
+the base's set: PyPI serves no other CUDA build of 2.6.0); and once more with zstd layers. Then, in
+one run on one machine:
 
 - bytes per change: the layers of the updated image the old one lacks (compressed, as the registry
-  holds them, and unpacked);
+  holds them);
 - pull of an update: a host holding the old image pulls the updated one from a loopback registry;
 - cold pull, gzip vs zstd: the whole image onto an engine holding nothing;
 - registry storage: bytes the registry stores for base, + extension, + second variant, + update.
@@ -114,13 +115,6 @@ def imagekit(env: dict[str, str], *args: str) -> None:
     if out.returncode != 0:
         raise RuntimeError(f"imagekit {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     print(f"  imagekit {args[0]} took {time.monotonic() - started:.0f} s", flush=True)
-
-
-def unpacked(client: docker.DockerClient, ref: str) -> list[tuple[str, int]]:
-    """(diff_id, unpacked bytes) per layer: `docker history` pairs with RootFS by its non-empty steps."""
-    layers = client.api.inspect_image(ref)["RootFS"]["Layers"]
-    sizes = [int(h["Size"]) for h in reversed(client.api.history(ref)) if int(h["Size"]) > 0]
-    return list(zip(layers, sizes, strict=True)) if len(sizes) == len(layers) else [(d, 0) for d in layers]
 
 
 def empty(client: docker.DockerClient, keep: tuple[str, ...] = ()) -> None:
@@ -250,7 +244,7 @@ def main() -> int:
                     push(build, target, kind)
                     pushed[kind] = f"{target}:{kind}"
                     storage[kind] = registry.stored()
-                # The update: its layers the base lacks, compressed and unpacked.
+                # The update: its layers the base lacks, compressed.
                 base_blobs, update_blobs = registry.layers(repo, "base"), registry.layers(repo, "update")
                 new_blobs = [(d, s) for d, s in update_blobs if d not in dict(base_blobs)]
                 entry: dict[str, Any] = {
