@@ -31,6 +31,16 @@ class Tested(State):
     FAILED = "failed", False  # a check failed
     ERROR = "error", False  # the suite could not run to the end (crash, timeout, no report)
     NOT_BUILT = "not built", False
+    NOT_STAGED = "not staged", False  # `test --staged`: the staged record has no entry for it
+    PASSED_BEFORE = "passed before", True  # this runner class's recorded pass for the same digest (memoized)
+
+
+class Promoted(State):
+    PROMOTED = "promoted", True
+    UNCHANGED = "unchanged", True  # the release tags already named this digest
+    PLANNED = "would promote", True  # a dry run's verdict
+    REFUSED = "refused", False  # a required runner class has no pass for the digest, or a parent is missing
+    FAILED = "failed", False
 
 
 class Verified(State):

@@ -31,7 +31,7 @@ class ReportsDir:
         junit/build.xml  junit/<image>.xml (the smoke run; publish's gate reads it)  junit.xml (merged)
         artifacts/<image>/ (what the suite writes: its raw junit.xml, timings)
         logs/build-<image>.log  logs/size-<image>.log  logs/test-<image>.log  logs/verify-<image>.log
-        manifests/<image>.json  artifacts/<image>/  verify-<image>.json  summary.md  published.json
+        manifests/<image>.json  artifacts/<image>/  verify-<image>.json  summary.md  published.json  staged.json
 
     Nothing else builds a path in it, so a writer and its reader cannot drift apart."""
 
@@ -76,6 +76,11 @@ class ReportsDir:
     @property
     def published(self) -> Path:
         return self.root / "published.json"
+
+    @property
+    def staged(self) -> Path:
+        """What `imagekit stage` pushed (core/evidence.StagedImage): the record test and promote jobs read."""
+        return self.root / "staged.json"
 
 
 CaseOutcome = Literal["passed", "failed", "error", "skipped"]

@@ -183,6 +183,20 @@ class Engine:
             raise EngineError(f"{what} {ref} was pulled but the engine does not show it", tip=tip)
         return attrs
 
+    def pull(self, ref: str, auth: dict[str, str] | None) -> dict[str, Any]:
+        """Pull ``ref`` with ``auth`` (None: the engine's own credentials); its attributes."""
+        try:
+            self.client.images.pull(ref, auth_config=auth)
+        except (docker.errors.APIError, docker.errors.ImageNotFound, requests.exceptions.RequestException) as exc:
+            raise EngineError(
+                f"cannot pull {ref}: {getattr(exc, 'explanation', None) or exc}",
+                tip="check the registry and its credentials (`docker login`)",
+            ) from None
+        attrs = self.inspect_image(ref)
+        if attrs is None:
+            raise EngineError(f"{ref} was pulled but the engine does not show it")
+        return attrs
+
     def base_reference(self, base_image: str, pin: str) -> str:
         """What `FROM` gets for a base pinned as ``pin`` (checked by `stages.identity.locked_base` already)."""
         if self.store == CONTAINERD:

@@ -1,15 +1,23 @@
 """The one module that talks to registries over HTTP (the distribution API, v2): manifests, by tag
-or digest, read back after a push to prove what the registry holds. Pushing itself goes through the engine.
+or digest, read back after a push to prove what the registry holds; small blobs and manifests
+written (test evidence attached to a digest); blobs mounted across repositories and manifests copied
+(promotion without moving a layer). Pushing images goes through the engine.
 
 Credentials are Docker's: IMAGEKIT_REGISTRY_USER / IMAGEKIT_REGISTRY_PASSWORD when set (CI), else
-what `docker login` stored (config file or credential helper). TLS trust is Docker's too: the
-system's CAs plus /etc/docker/certs.d/<host>/ca.crt.
+what `docker login` stored (config file or credential helper). TLS is Docker's too: the system's
+CAs plus /etc/docker/certs.d/<host>/ca.crt; and a registry the engine treats as insecure (named in
+daemon.json's `insecure-registries`, or an address in its CIDRs, 127.0.0.0/8 by default) is tried
+over HTTPS without verification, then over plain HTTP, as `docker push` does (`insecure()`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +29,13 @@ from imagekit.core import grammar
 from imagekit.errors import ImagekitError, RegistryError
 
 CERTS_D = Path("/etc/docker/certs.d")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# Docker's own default when the engine's configuration cannot be read (registry/config.go).
+DEFAULT_INSECURE_CIDRS = ("127.0.0.0/8", "::1/128")
+INSECURE_TIP = (
+    'add it to the engine\'s daemon.json ("insecure-registries": ["{host}"]) and restart the engine, '
+    "as `docker push` needs too, or serve the registry over TLS"
+)
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 MANIFEST_TYPES = ", ".join(
     [
@@ -91,42 +106,110 @@ def auth_config(host: str) -> dict[str, str] | None:
     return {"username": creds[0], "password": creds[1]} if creds else None
 
 
+def insecure(host: str, engine_info: dict[str, Any] | None) -> bool:
+    """Whether Docker on this host talks to ``host`` as an insecure registry: named in the engine's
+    `insecure-registries` (its IndexConfigs, Secure false), else whether an address of the host lies
+    in the engine's insecure CIDRs (Docker's defaults when the engine is not reachable)."""
+    config = (engine_info or {}).get("RegistryConfig") or {}
+    indexes = config.get("IndexConfigs") or {}
+    if isinstance(indexes.get(host), dict) and "Secure" in indexes[host]:
+        return not indexes[host]["Secure"]
+    cidrs = config.get("InsecureRegistryCIDRs") if engine_info is not None else DEFAULT_INSECURE_CIDRS
+    networks = [ipaddress.ip_network(c, strict=False) for c in cidrs or () if isinstance(c, str)]
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+    try:
+        addresses = {ipaddress.ip_address(name.strip("[]"))}
+    except ValueError:
+        try:
+            addresses = {ipaddress.ip_address(a[4][0]) for a in socket.getaddrinfo(name, None)}
+        except (OSError, ValueError):
+            addresses = set()
+    return any(a in n for a in addresses for n in networks)
+
+
+@dataclass(frozen=True)
+class RawManifest:
+    """A manifest as the registry holds it: its exact bytes (what a copy must put back, so the
+    digest stays the same), media type and digest."""
+
+    digest: str
+    media_type: str
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.body)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise RegistryError(f"the manifest {self.digest} is not a JSON object", transient=False)
+        return value
+
+
 class Registry:
-    def __init__(self, host: str, *, environment_credentials: bool = True) -> None:
+    def __init__(self, host: str, *, environment_credentials: bool = True, insecure: bool = False) -> None:
         self.host = host
+        self.insecure = insecure
         self._session = requests.Session()
         self._creds = credentials(host, environment=environment_credentials)
         ca = CERTS_D / host / "ca.crt"
-        self._verify: str | bool = str(ca) if ca.is_file() else True
+        # Docker skips verification for an insecure registry that does speak TLS.
+        self._verify: str | bool = False if insecure else (str(ca) if ca.is_file() else True)
         self._token: str | None = None
+        self._scheme = "https"
+        self.moved = 0  # bytes sent and received, bodies only: what a promotion costs on the wire
 
     def close(self) -> None:
         self._session.close()
 
     def _get(self, path: str, headers: dict[str, str]) -> requests.Response:
-        url = f"https://{self.host}/v2/{path}"
+        return self._request("GET", path, headers)
+
+    def _request(
+        self, method: str, path: str, headers: dict[str, str], *, data: bytes | None = None, params: dict[str, str] | None = None
+    ) -> requests.Response:
         try:
-            response = self._send(url, headers)
+            response = self._send(method, path, headers, data, params)
             if response.status_code == 401:
                 self._authenticate(response)
-                response = self._send(url, headers)
+                response = self._send(method, path, headers, data, params)
         except requests.exceptions.SSLError as exc:
+            if "WRONG_VERSION_NUMBER" in str(exc) or "wrong version number" in str(exc):
+                raise RegistryError(
+                    f"{self.host} speaks plain HTTP, and Docker on this host treats it as a TLS registry", transient=False,
+                    tip=INSECURE_TIP.format(host=self.host),
+                ) from None  # fmt: skip
             raise RegistryError(f"TLS to {self.host} failed: {exc}", transient=False,
                                 tip=f"put the registry's CA in {CERTS_D / self.host / 'ca.crt'}") from None  # fmt: skip
         except requests.exceptions.RequestException as exc:
             raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}", transient=True) from None
+        self.moved += len(data or b"") + len(response.content)
         if response.status_code >= 500:
             raise RegistryError(f"{self.host} answered {response.status_code} for {path}", transient=True)
         if response.status_code in (401, 403):
-            raise RegistryError(f"{self.host} refused {path} ({response.status_code})", transient=False,
+            raise RegistryError(f"{self.host} refused {method} {path} ({response.status_code})", transient=False,
                                 tip="log in with `docker login` or set IMAGEKIT_REGISTRY_USER and IMAGEKIT_REGISTRY_PASSWORD")  # fmt: skip
         return response
 
-    def _send(self, url: str, headers: dict[str, str]) -> requests.Response:
+    def _send(
+        self, method: str, path: str, headers: dict[str, str], data: bytes | None, params: dict[str, str] | None
+    ) -> requests.Response:
+        """One request; an insecure registry that does not answer HTTPS is asked again over HTTP, and
+        stays on HTTP for this client."""
+        auth = None if self._token else self._creds
         if self._token:
             headers = {**headers, "Authorization": f"Bearer {self._token}"}
-            return self._session.get(url, headers=headers, verify=self._verify, timeout=60)
-        return self._session.get(url, headers=headers, auth=self._creds, verify=self._verify, timeout=60)
+        url = path if path.startswith(("https://", "http://")) else f"{self._scheme}://{self.host}/v2/{path}"
+        try:
+            return self._session.request(method, url, headers=headers, data=data, params=params, auth=auth,
+                                         verify=self._verify, timeout=60, allow_redirects=method == "GET")  # fmt: skip
+        except (requests.exceptions.SSLError, requests.exceptions.ConnectionError):
+            if not (self.insecure and self._scheme == "https" and url.startswith("https://")):
+                raise
+            self._scheme = "http"
+            url = "http://" + url.removeprefix("https://")
+            return self._session.request(method, url, headers=headers, data=data, params=params, auth=auth,
+                                         timeout=60, allow_redirects=method == "GET")  # fmt: skip
 
     def _authenticate(self, challenge: requests.Response) -> None:
         """Bearer-token registries (Harbor, GitLab, Docker Hub): fetch a token with our credentials."""
@@ -135,9 +218,12 @@ class Registry:
             return  # Basic: the credentials were already sent
         params = dict(re.findall(r'(\w+)="([^"]*)"', header))
         realm = params.pop("realm", "")
-        if not realm.startswith("https://"):  # the registry names the realm: credentials go over TLS or not at all
+        # The registry names the realm: credentials go over TLS, or over HTTP only to a registry the
+        # engine was told is insecure (as Docker sends them there).
+        if not (realm.startswith("https://") or (self.insecure and realm.startswith("http://"))):
             raise RegistryError(f"{self.host} asks for a token from {realm[:80]!r}, which is not https", transient=False)
         response = self._session.get(realm, params=params, auth=self._creds, verify=self._verify, timeout=60)
+        self.moved += len(response.content)
         if response.ok:
             body = response.json()
             self._token = body.get("token") or body.get("access_token")
@@ -185,3 +271,86 @@ class Registry:
         if not response.ok:
             raise RegistryError(f"{self.host} answered {response.status_code} for the config {digest} of {repository}", transient=False)
         return self._json(response, f"the config {digest} of {repository}")
+
+    def raw_manifest(self, repository: str, reference: str) -> RawManifest | None:
+        """The manifest of ``repository:reference`` as stored (exact bytes), or None if there is none."""
+        response = self._get(f"{repository}/manifests/{reference}", {"Accept": MANIFEST_TYPES})
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise RegistryError(f"{self.host} answered {response.status_code} for {repository}:{reference}", transient=False)
+        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        said = response.headers.get("Docker-Content-Digest")
+        if said and said != digest:  # held to the bytes: a copy puts back exactly what was read
+            raise RegistryError(
+                f"{self.host} sent {repository}:{reference} with digest {said[:19]}, but its bytes are {digest[:19]}", transient=False
+            )
+        media_type = response.headers.get("Content-Type", "").split(";")[0].strip()[:200]
+        return RawManifest(digest, media_type, response.content)
+
+    def put_manifest(self, repository: str, reference: str, manifest: RawManifest) -> str:
+        """Store ``manifest`` under ``reference`` (a tag, or its own digest); the digest the registry gave it."""
+        response = self._request("PUT", f"{repository}/manifests/{reference}", {"Content-Type": manifest.media_type}, data=manifest.body)
+        if response.status_code != 201:
+            raise RegistryError(
+                f"{self.host} refused the manifest {repository}:{reference} ({response.status_code}: {_said(response)})", transient=False
+            )
+        digest = response.headers.get("Docker-Content-Digest") or manifest.digest
+        if digest != manifest.digest:
+            raise RegistryError(
+                f"{self.host} stored {repository}:{reference} as {digest[:19]}, not {manifest.digest[:19]}", transient=False
+            )
+        return digest
+
+    def blob(self, repository: str, digest: str, *, limit: int = 16 * 2**20) -> bytes:
+        """A small blob's bytes (a result record, a JUnit report), held to its digest and ``limit``."""
+        response = self._get(f"{repository}/blobs/{digest}", {})
+        if not response.ok:
+            raise RegistryError(f"{self.host} answered {response.status_code} for the blob {digest[:19]} of {repository}", transient=False)
+        if len(response.content) > limit or "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+            raise RegistryError(
+                f"{self.host} sent the blob {digest[:19]} of {repository} with other bytes or over {limit} bytes", transient=False
+            )
+        return response.content
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        response = self._request("HEAD", f"{repository}/blobs/{digest}", {})
+        return response.status_code == 200
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        """Upload a small blob (a result record, a JUnit report) in one request; its digest."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.has_blob(repository, digest):
+            return digest
+        started = self._request("POST", f"{repository}/blobs/uploads/", {})
+        location = started.headers.get("Location", "")
+        if started.status_code != 202 or not location:
+            raise RegistryError(f"{self.host} would not start an upload to {repository} ({started.status_code})", transient=False)
+        url = location if location.startswith(("http://", "https://")) else f"{self._scheme}://{self.host}{location}"
+        separator = "&" if "?" in url else "?"
+        done = self._request("PUT", f"{url}{separator}digest={digest}", {"Content-Type": "application/octet-stream"}, data=data)
+        if done.status_code != 201:
+            raise RegistryError(f"{self.host} refused a blob upload to {repository} ({done.status_code}: {_said(done)})", transient=False)
+        return digest
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> None:
+        """Make blob ``digest`` of ``source`` part of ``repository`` without sending it (a cross-
+        repository mount). A registry that starts an upload instead is refused: the point is that no
+        layer passes through this host."""
+        response = self._request("POST", f"{repository}/blobs/uploads/", {}, params={"mount": digest, "from": source})
+        if response.status_code == 201:
+            return
+        if response.status_code == 202 and response.headers.get("Location"):
+            location = response.headers["Location"]
+            url = location if location.startswith(("http://", "https://")) else f"{self._scheme}://{self.host}{location}"
+            self._request("DELETE", url, {})
+        raise RegistryError(
+            f"{self.host} did not mount {digest[:19]} from {source} into {repository} ({response.status_code})",
+            transient=False,
+            tip="promotion copies within one registry, by cross-repository mounts: keep the staging and release repositories on the same registry and let the credentials read the staging one",
+        )
+
+
+def _said(response: requests.Response) -> str:
+    """The registry's error text, cut and made printable (it is the registry's, not ours)."""
+    return "".join(c if c.isprintable() else "?" for c in response.text[:200])

@@ -12,9 +12,10 @@ from typing import Any
 from imagekit import console
 from imagekit.adapters import docker_engine, git, host
 from imagekit.adapters.buildkit import OCI, ZSTD_TIP, Builder, BuildProcesses, find_builder
-from imagekit.adapters.registry import Registry, auth_config
+from imagekit.adapters.registry import Registry, auth_config, insecure
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.core import lock as lock_mod
+from imagekit.core.evidence import StagedImage, read_staged
 from imagekit.core.lock import pins
 from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
 from imagekit.core.provenance import Provenance
@@ -36,7 +37,7 @@ class Adapters:
     engine: Callable[[], Engine] = docker_engine.Engine  # not yet connected
     builder: Callable[[host.Probe], Builder] = find_builder
     runner: Callable[[], BuildRunner] = BuildProcesses
-    registry: Callable[..., RegistryClient] = Registry  # (host, environment_credentials=True)
+    registry: Callable[..., RegistryClient] = Registry  # (host, environment_credentials=True, insecure=False)
     registry_auth: Callable[[str], dict[str, str] | None] = auth_config
     resolvers: Resolvers = field(default_factory=Resolvers)
     provenance: Callable[[Path, str | None], Provenance] = git.collect  # the matrix's folder, its `source`
@@ -98,6 +99,31 @@ def engine(use: Adapters) -> Engine:
     found = use.engine()
     found.version()  # an unreachable engine is one clear error before any work, not a failure per image
     return found
+
+
+def registry(use: Adapters, host: str, docker: Engine | None = None, *, environment_credentials: bool = True) -> RegistryClient:
+    """A client for ``host`` that speaks to it as this host's Docker does: HTTPS, or plain HTTP where
+    the engine treats the registry as insecure. A command that needs no engine otherwise asks one if
+    it answers, and goes by Docker's defaults (loopback insecure) if not."""
+    info = None
+    try:
+        info = (docker or use.engine()).info()
+    except Exception:  # noqa: BLE001 - no engine here: Docker's defaults decide, as they would for `docker push`
+        info = None
+    return use.registry(host, environment_credentials=environment_credentials, insecure=insecure(host, info))
+
+
+def staged_record(path: Path) -> dict[str, StagedImage]:
+    """The staged.json `imagekit stage` wrote (a CI artifact: read as untrusted)."""
+    if not path.is_file():
+        raise ConfigurationError(
+            f"no staged record at {path}", tip="run `imagekit stage` on the build host and hand its reports/staged.json to this job"
+        )
+    if path.stat().st_size > 4 * 2**20:
+        raise ConfigurationError(
+            f"{path} is over 4 MiB, far more than a staged record", tip="use the staged.json that `imagekit stage` wrote"
+        )
+    return read_staged(path.read_text(encoding="utf-8", errors="replace"), str(path))
 
 
 def conclude(

@@ -6,6 +6,7 @@ import argparse
 
 from imagekit import console
 from imagekit.adapters.registry import split_reference
+from imagekit.cli import common
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, engine
 from imagekit.cli.manifest import image_ref
@@ -40,7 +41,7 @@ def _layers(args: Args, use: Adapters, ref: str) -> ImageLayers:
         host, _ = split_reference(ref.partition("@")[0])
         # A host named on a command line gets `docker login`'s credentials for it, never the CI's
         # IMAGEKIT_REGISTRY_* secrets, which belong to the registry `publish` pushes to.
-        registry = use.registry(host, environment_credentials=False)
+        registry = common.registry(use, host, environment_credentials=False)
         try:
             return registry_layers(registry, ref)
         finally:

@@ -21,11 +21,11 @@ def run(args: Args, use: Adapters) -> int:
         console.info(f"ok: {len(matrix.images)} images from {', '.join(map(str, matrix.files))}")
         return 0
     images = matrix.select(args.only)
-    if args.format == "github":
+    if args.format in ("github", "github-tests"):
         path = lock_path(args, matrix)
         lock = Lock.read(path) if path.is_file() else None  # unlocked cells still list; their build locks them
         previous = cells.read_previous(args.changed_against) if args.changed_against else None
-        found = cells.cells(matrix, lock, matrix.select(args.only, with_parents=True), previous)
+        found = cells.cells(matrix, lock, matrix.select(args.only, with_parents=True), previous, tests=args.format == "github-tests")
         console.print_json({"include": [c for c in found if c["changed"] or not args.changed_only]}, compact=True)
     elif args.format == "json":
         console.print_json([{**i.entry(), "tag": i.tag} for i in images])

@@ -73,6 +73,12 @@ def _registry(value: str) -> str:
     return value
 
 
+def _runner_class(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,39}", value):
+        raise argparse.ArgumentTypeError("expected a runner class name of ci.classes (lowercase letters, digits, '.', '_', '-')")
+    return value
+
+
 @dataclass(frozen=True)
 class Option:
     flag: str
@@ -175,6 +181,24 @@ TIMEOUT = Option(
 MEMORY = Option("--memory", "memory limit for the test container, e.g. 16g", env="IMAGEKIT_MEMORY", type=_memory)
 CPUS = Option("--cpus", "CPU limit for the test container, e.g. 4", env="IMAGEKIT_CPUS", type=_cpus)
 REGISTRY = Option("--registry", "host[:port]/path to push to (default: the matrix's `registry:`)", env="IMAGEKIT_REGISTRY", type=_registry)
+STAGING = Option(
+    "--staging", "host[:port]/path to stage built images in (default: the matrix's `ci.staging`)", env="IMAGEKIT_STAGING", type=_registry
+)
+STAGED = Option(
+    "--staged",
+    "test or promote the images `imagekit stage` pushed, by the digests in this staged.json (no local build)",
+    env="IMAGEKIT_STAGED",
+    type=Path,
+    metavar="FILE",
+)
+RUNNER_CLASS = Option(
+    "--runner-class",
+    "the matrix's `ci.classes` name of this runner: the test result is recorded in the registry under it",
+    env="IMAGEKIT_RUNNER_CLASS",
+    type=_runner_class,
+    metavar="NAME",
+)
+RERUN = Option("--rerun", "run the suite even when this runner class already passed the staged digest", env="IMAGEKIT_RERUN", kind="switch")
 DRY_RUN = Option("--dry-run", "show exactly what would be pushed, push nothing", env="IMAGEKIT_DRY_RUN", kind="switch")
 RETRIES = Option(
     "--retries",
@@ -187,10 +211,10 @@ RETRIES = Option(
 FORMAT = Option("--format", "output format", type=str, default="table", choices=("table", "json"))
 LIST_FORMAT = Option(
     "--format",
-    "github: job cells for a workflow's strategy.matrix",
+    "github: build cells for a workflow's strategy.matrix; github-tests: test cells (a family on a runner class)",
     type=str,
     default="table",
-    choices=("table", "json", "github"),
+    choices=("table", "json", "github", "github-tests"),
 )
 CHANGED_AGAINST = Option(
     "--changed-against",

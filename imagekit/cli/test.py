@@ -3,22 +3,46 @@
 from __future__ import annotations
 
 from imagekit import console, reports
+from imagekit.adapters import host
 from imagekit.cli import options as o
-from imagekit.cli.common import Adapters, Args, append_summary, conclude, current_lock, engine, load, lock_path, rendered, require_smoke
+from imagekit.cli.common import (
+    Adapters,
+    Args,
+    append_summary,
+    conclude,
+    current_lock,
+    engine,
+    load,
+    lock_path,
+    registry,
+    rendered,
+    require_smoke,
+    staged_record,
+)  # fmt: skip
+from imagekit.core.evidence import RunnerClass
+from imagekit.core.matrix import Matrix
 from imagekit.core.render import variant_drivers
+from imagekit.errors import ConfigurationError
 from imagekit.outcomes import Tested
 from imagekit.reports import ReportsDir
+from imagekit.stages.evidence import Evidence, smoke_staged
+from imagekit.stages.ports import Engine, RegistryClient
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_images
 
 HELP = "run the smoke suite inside each built image"
-OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.REPORTS, o.GPUS, o.REQUIRE_GPU, o.TIMEOUT, o.MEMORY, o.CPUS)
+OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.REPORTS, o.GPUS, o.REQUIRE_GPU, o.TIMEOUT, o.MEMORY, o.CPUS, o.STAGED, o.RUNNER_CLASS, o.RERUN)
 
 
 def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     images = matrix.select(args.only)
-    found = rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
     require_smoke(matrix)
+    if args.staged is None and (args.runner_class or args.rerun):
+        raise ConfigurationError(
+            "--runner-class and --rerun concern staged images", tip="add --staged reports/staged.json (what `imagekit stage` wrote)"
+        )
+    # A staged image is tested by its digest: no lock, build context or base needed on this runner.
+    found = [] if args.staged else rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
     docker = engine(use)
     options = SmokeOptions(
         gpus=resolve_gpus(args.gpus, docker, use.probe),
@@ -28,12 +52,54 @@ def run(args: Args, use: Adapters) -> int:
         cpus=args.cpus,
         environment={"IMAGEKIT_VARIANT_DRIVERS": variant_drivers(matrix.images)},
     )
-    console.info(f"testing {len(found)} image(s), GPUs: {options.gpus}")
     folder = ReportsDir(args.reports)
+    if args.staged is not None:
+        return report(_staged(args, use, matrix, [i.id for i in images], docker, options, folder), folder, with_builds=False)
+    console.info(f"testing {len(found)} image(s), GPUs: {options.gpus}")
     outcomes = smoke_images(
         found, engine=docker, options=options, smoke_dir=matrix.smoke_dir, reports=folder, extension_tests=matrix.extension_tests
     )
     return report(outcomes, folder, with_builds=True)
+
+
+def _staged(
+    args: Args, use: Adapters, matrix: Matrix, image_ids: list[str], docker: Engine, options: SmokeOptions, folder: ReportsDir
+) -> list[SmokeOutcome]:
+    if not args.runner_class:
+        raise ConfigurationError(
+            "--staged needs --runner-class: results are recorded per runner class",
+            tip=f"name this runner's class of ci.classes: {', '.join(matrix.ci.classes) or '(none declared)'}",
+        )
+    if args.runner_class not in matrix.ci.classes:
+        raise ConfigurationError(
+            f"--runner-class {args.runner_class} is no class of the matrix's ci.classes ({', '.join(matrix.ci.classes) or 'none declared'})",
+            tip="declare it under ci.classes, with the runner labels of its test jobs",
+        )
+    staged = staged_record(args.staged)
+    version = docker.version()
+    gpus = host.nvidia_gpus(use.probe) or []
+    runner = RunnerClass(
+        name=args.runner_class,
+        gpus=tuple(g.name for g in gpus),
+        driver=gpus[0].driver if gpus else "",
+        engine=f"Engine {version.get('Version', '?')}, {docker.describe_store()}",
+    )
+    clients: dict[str, RegistryClient] = {}
+
+    def client(host_name: str) -> RegistryClient:
+        if host_name not in clients:
+            clients[host_name] = registry(use, host_name, docker)
+        return clients[host_name]
+
+    console.info(f"testing {len(image_ids)} staged image(s) on {runner.describe()}, GPUs: {options.gpus}")
+    try:
+        return smoke_staged(
+            image_ids, staged, engine=docker, auth=use.registry_auth, evidence=Evidence(client, runner), options=options,
+            smoke_dir=matrix.smoke_dir, reports=folder, extension_tests=matrix.extension_tests, rerun=args.rerun,
+        )  # fmt: skip
+    finally:
+        for c in clients.values():
+            c.close()
 
 
 def report(outcomes: list[SmokeOutcome], folder: ReportsDir, *, with_builds: bool) -> int:
@@ -42,7 +108,9 @@ def report(outcomes: list[SmokeOutcome], folder: ReportsDir, *, with_builds: boo
     build_report = folder.build_junit if with_builds else None
     reports.merge(([build_report] if build_report else []) + [x.report for x in outcomes], folder.merged_junit)
     built = reports.build_states(build_report) if build_report else {}
-    summaries = {x.image_id: reports.summarise(x.report) if x.state is not Tested.NOT_BUILT else None for x in outcomes}
+    summaries = {
+        x.image_id: reports.summarise(x.report) if x.state not in (Tested.NOT_BUILT, Tested.NOT_STAGED) else None for x in outcomes
+    }
     rows = [(x.image_id, str(built.get(x.image_id, "–")), summaries[x.image_id], str(x.state)) for x in outcomes]
     folder.summary.unlink(missing_ok=True)  # a test run starts the summary afresh
     append_summary(folder, reports.summary_markdown(rows))

@@ -1,8 +1,9 @@
 """The matrix → GitHub Actions job cells, for `strategy.matrix` (`imagekit matrix list --format
-github`). One cell per base image, with its extensions: they are built in the same job, parents
-first, on the one runner engine that holds the parent. Each cell carries its runner labels, its
-timeout, and an inputs id: a hash of everything its images are built and tested from, which tells
-a pull request which cells it changed (README "GitHub Actions")."""
+github`, and `--format github-tests`). A build cell is a base image with its extensions: they are
+built in the same job, parents first, on the one runner engine that holds the parent, and staged. A
+test cell is such a family on one runner class: it tests the staged digests there. Each cell
+carries its runner labels, its timeout, and an inputs id: a hash of everything its images are built
+and tested from, which tells a pull request which cells it changed (README "GitHub Actions")."""
 
 from __future__ import annotations
 
@@ -39,8 +40,15 @@ class Cell(BaseModel):
     changed: StrictBool
 
 
+class TestCell(Cell):
+    """One family on one runner class (`--format github-tests`)."""
+
+    runner_class: CellId
+
+
 # Keys every cell has; the workflow may read only these (tests/unit/test_workflows.py checks it).
 KEYS = tuple(Cell.model_fields)
+TEST_KEYS = tuple(TestCell.model_fields)
 
 
 def _tree_hash(digest: Any, root: Path, label: str) -> None:
@@ -78,8 +86,11 @@ def inputs_id(matrix: Matrix, lock: Lock | None, family: list[ImageSpec], toolki
     return digest.hexdigest()
 
 
-def cells(matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One cell per base image among ``images`` (with its extensions among them), in matrix order.
+def cells(
+    matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: dict[str, str] | None = None, *, tests: bool = False
+) -> list[dict[str, Any]]:
+    """One build cell per base image among ``images`` (with its extensions among them), in matrix
+    order; with ``tests``, one test cell per such family and runner class it is tested on.
     ``previous``: cell id → inputs id from the base of a pull request; a cell is changed when its
     inputs id differs (or it is new). None: every cell counts as changed."""
     toolkit = _toolkit_hash()
@@ -87,15 +98,18 @@ def cells(matrix: Matrix, lock: Lock | None, images: list[ImageSpec], previous: 
     for base in (i for i in images if i.parent is None):
         family = [base, *(i for i in images if i.parent == base.id)]
         ident = inputs_id(matrix, lock, family, toolkit)
-        cell = Cell(
-            id=base.id,
-            images=" ".join(i.id for i in family),
-            runs_on=matrix.ci.labels(base),
-            timeout_minutes=matrix.ci.timeout_minutes,
-            inputs_id=ident,
-            changed=previous is None or previous.get(base.id) != ident,
-        )
-        out.append(cell.model_dump())
+        shared = {
+            "id": base.id,
+            "images": " ".join(i.id for i in family),
+            "timeout_minutes": matrix.ci.timeout_minutes,
+            "inputs_id": ident,
+            "changed": previous is None or previous.get(base.id) != ident,
+        }
+        if not tests:
+            out.append(Cell(runs_on=list(matrix.ci.runs_on), **shared).model_dump())
+            continue
+        for name in matrix.ci.classes_for(family):
+            out.append(TestCell(runs_on=matrix.ci.labels(base, name), runner_class=name, **shared).model_dump())
     return out
 
 

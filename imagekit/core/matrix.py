@@ -199,14 +199,32 @@ class ExtensionSection(_Model):
     tests: PathText | None = None  # a folder of pytest files run beside the smoke suite
 
 
+class RunnerClassSection(_Model):
+    runs_on: list[RunnerLabel] = Field(min_length=1, max_length=20)
+
+
 class CiSection(_Model):
     """What a GitHub Actions cell needs to find its runner (README "GitHub Actions")."""
 
-    runs_on: list[RunnerLabel] = Field(default=["self-hosted", "linux", "gpu"], min_length=1, max_length=20)
-    # Added to runs_on per cell: a label naming the driver branch the image needs ({branch}: the
-    # major version of its minimum driver, e.g. nvidia-525); null for none.
+    # The build jobs' runner labels: builds need no GPU (each image is built once, staged, and tested
+    # by digest on the runner classes below).
+    runs_on: list[RunnerLabel] = Field(default=["self-hosted", "linux"], min_length=1, max_length=20)
+    # Added to each runner class's labels per test cell: a label naming the driver branch the image
+    # needs ({branch}: the major version of its minimum driver, e.g. nvidia-525); null for none.
     driver_label: DriverLabel | None = "nvidia-{branch}"
     timeout_minutes: StrictInt = Field(default=120, ge=1, le=4320)
+    # Build once, test the staged digest on each runner class, promote (README "Staging, runner
+    # classes and promotion"): where `imagekit stage` pushes, the classes a digest is tested on
+    # (a name → the runner labels its test jobs ask for), and which classes an image needs to pass
+    # before `imagekit promote` tags it for release (image id glob → class names; a list: every image).
+    staging: Registry | None = None
+    classes: dict[Name, RunnerClassSection] = Field(default={}, max_length=50)
+    require: dict[Glob, list[Name]] = Field(default={}, max_length=100)
+
+    @field_validator("require", mode="before")
+    @classmethod
+    def _a_list_is_every_image(cls, value: Any) -> Any:
+        return {"*": value} if isinstance(value, list) else value
 
 
 class PublishSection(_Model):
@@ -299,12 +317,22 @@ class CiSpec:
     runs_on: tuple[str, ...]
     driver_label: str | None
     timeout_minutes: int
+    staging: str | None = None
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # runner class → its labels
+    require: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id → classes that must pass, sorted
 
-    def labels(self, image: ImageSpec) -> list[str]:
-        """The runner labels a cell building ``image`` asks for."""
+    def labels(self, image: ImageSpec, runner_class: str) -> list[str]:
+        """The runner labels a cell testing ``image`` on ``runner_class`` asks for: the class's, and
+        the driver branch the image needs."""
         branch = image.driver_min.split(".")[0]
         extra = [self.driver_label.replace("{branch}", branch)] if self.driver_label and image.driver_min != "unknown" else []
-        return [*self.runs_on, *extra]
+        return [*self.classes[runner_class], *(label for label in extra if label not in self.classes[runner_class])]
+
+    def classes_for(self, images: list[ImageSpec]) -> tuple[str, ...]:
+        """The runner classes a family of images is tested on: those any of them requires, else
+        every declared class (tested, though nothing requires it: promotion will say so)."""
+        required = sorted({c for i in images for c in self.require.get(i.id, ())})
+        return tuple(required) or tuple(self.classes)
 
 
 @dataclass(frozen=True)
@@ -579,6 +607,29 @@ def _size_budgets(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, SizeBu
     return budgets, notes
 
 
+def _required_classes(src: MatrixSource, m: MatrixSection) -> tuple[dict[str, tuple[str, ...]], list[str], list[str]]:
+    """Image id → the runner classes that must pass it (the union over every `ci.require` glob that
+    matches it); problems (a class no `ci.classes` declares); notes (a glob that matches no image)."""
+    ids = _all_ids(m)
+    needed: dict[str, set[str]] = {}
+    problems, notes = [], []
+    for pattern, classes in m.ci.require.items():
+        key: Key = ("ci", "require", pattern)
+        where = f"{src.origin(key)}: {field_name(key)}"
+        unknown = [c for c in classes if c not in m.ci.classes]
+        if unknown:
+            declared = ", ".join(m.ci.classes) or "none"
+            problems.append(
+                f"{where}: {', '.join(unknown)} is no runner class of ci.classes (declared: {declared}); declare it there with its runs_on labels"
+            )
+        matched = [i for i in ids if fnmatch.fnmatchcase(i, pattern)]
+        if not matched:
+            notes.append(f"{where}: matches no image, so it requires nothing; image ids are: {', '.join(ids)}")
+        for image_id in matched:
+            needed.setdefault(image_id, set()).update(classes)
+    return {i: tuple(sorted(c)) for i, c in needed.items()}, problems, notes
+
+
 def _project_name(requirement: str) -> str:
     """The normalised project name of name==version (PEP 503)."""
     return re.sub(r"[-_.]+", "-", re.split(r"[\[=]", requirement, maxsplit=1)[0]).lower()
@@ -662,6 +713,10 @@ def build(src: MatrixSource) -> Matrix:
     if problems:
         raise MatrixError(problems)
     size_budgets, notes = _size_budgets(src, m)
+    required, problems, require_notes = _required_classes(src, m)
+    if problems:
+        raise MatrixError(problems)
+    notes += require_notes
 
     facts = facts_mod.load()
     release = facts.torch[m.torch.version]
@@ -728,7 +783,14 @@ def build(src: MatrixSource) -> Matrix:
         },
         size_budgets=size_budgets,
         notes=tuple(notes),
-        ci=CiSpec(tuple(m.ci.runs_on), m.ci.driver_label, m.ci.timeout_minutes),
+        ci=CiSpec(
+            tuple(m.ci.runs_on),
+            m.ci.driver_label,
+            m.ci.timeout_minutes,
+            staging=m.ci.staging,
+            classes={name: tuple(c.runs_on) for name, c in m.ci.classes.items()},
+            require=required,
+        ),
         root=src.root,
     )
 

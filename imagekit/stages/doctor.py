@@ -75,13 +75,21 @@ def _gpu_checks(images: list[ImageSpec], info: dict[str, Any], ci: CiSpec | None
             )
         )
     if ci is not None and images:
-        # A GitHub Actions cell asks for its driver branch's label; a runner carries the label of
-        # every branch whose images its driver runs (docs/gpu-runner.md).
-        labels = list(ci.runs_on)
+        # A test cell asks for its runner class's labels and its driver branch's label; a runner
+        # carries the label of every branch whose images its driver runs (docs/gpu-runner.md).
+        branches: list[str] = []
         for image in images:
-            if version_tuple(driver) >= version_tuple(image.driver_min):
-                labels += [label for label in ci.labels(image) if label not in labels]
-        checks.append(Check("runner labels", Finding.INFO, "as a self-hosted GitHub Actions runner, give it: " + ", ".join(labels)))
+            if ci.driver_label and image.driver_min != "unknown" and version_tuple(driver) >= version_tuple(image.driver_min):
+                label = ci.driver_label.replace("{branch}", image.driver_min.split(".")[0])
+                branches += [label] if label not in branches else []
+        classes = "; ".join(f"{name}: {', '.join(labels)}" for name, labels in ci.classes.items()) or "none declared in ci.classes"
+        checks.append(
+            Check(
+                "runner labels",
+                Finding.INFO,
+                f"as a self-hosted GitHub Actions test runner, give it its runner class's labels ({classes}) and: {', '.join(branches) or '(no driver label)'}",
+            )
+        )
     return checks
 
 

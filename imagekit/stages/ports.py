@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from imagekit.adapters.docker_engine import ContainerResult, Store
-from imagekit.adapters.registry import ImageKey, Manifest
+from imagekit.adapters.registry import ImageKey, Manifest, RawManifest
 
 __all__ = ["BuildRunner", "ContainerEngine", "ContainerResult", "Engine", "HostRunner", "ImageStore", "RegistryClient"]
 
@@ -38,6 +38,9 @@ class ImageStore(Protocol):
 
 class ContainerEngine(ImageStore, Protocol):
     """An engine that runs the smoke suite (and apt's resolution) in containers."""
+
+    def pull(self, ref: str, auth: dict[str, str] | None) -> dict[str, Any]:
+        """Pull ``ref`` (by digest) with these credentials; its attributes. EngineError when it cannot."""
 
     def run_container(self, image: str, command: list[str], **options: Any) -> ContainerResult:
         """``options``: volumes, environment, gpus, timeout (seconds), mem_limit, cpus, log, user —
@@ -66,10 +69,20 @@ class BuildRunner(Protocol):
 
 
 class RegistryClient(Protocol):
-    """A registry's HTTP API (`adapters.registry.Registry`): manifests read back after a push."""
+    """A registry's HTTP API (`adapters.registry.Registry`): manifests read back after a push; test
+    evidence written beside a digest and read again; blobs mounted and manifests copied between
+    repositories (promotion). ``moved``: bytes this client sent and received."""
+
+    moved: int
 
     def manifest(self, repository: str, reference: str) -> Manifest | None: ...
     def config(self, repository: str, digest: str) -> dict[str, Any]: ...
+    def raw_manifest(self, repository: str, reference: str) -> RawManifest | None: ...
+    def put_manifest(self, repository: str, reference: str, manifest: RawManifest) -> str: ...
+    def blob(self, repository: str, digest: str, *, limit: int = ...) -> bytes: ...
+    def has_blob(self, repository: str, digest: str) -> bool: ...
+    def put_blob(self, repository: str, data: bytes) -> str: ...
+    def mount_blob(self, repository: str, digest: str, source: str) -> None: ...
     def close(self) -> None: ...
 
 

@@ -1,7 +1,9 @@
-"""Tested images → the registry, immutable tag first, digest read back.
+"""Tested images → the registry, immutable tag first, digest read back; and built images → the
+staging repository (`imagekit stage`: no test gate, the immutable tag alone), where test jobs pull
+them by digest and `imagekit promote` copies them from (stages/promote.py).
 
 Rules (README "Publishing"): only an image whose smoke report passed for the same content id is
-pushed; an immutable tag already in the registry with other content is never overwritten; the
+published; an immutable tag already in the registry with other content is never overwritten; the
 moving tag moves only after the immutable one is in and read back; an extension goes only after
 the exact parent it was built on is in the registry; transient registry errors are retried with
 backoff; an image counts as published only when every step succeeded.
@@ -58,9 +60,11 @@ class PublishOutcome:
     size: int = 0
     report: str = ""
     parent: str = ""  # an extension's parent, as registry/repository@digest
+    content_id: str = ""
+    reference: str = ""  # registry/repository@digest
 
     def record(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k != "parent" or v)}
+        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k not in ("parent", "report") or v)}
 
 
 def gate(ident: Identity, report: Path) -> str | None:
@@ -92,6 +96,9 @@ class Publisher:
     retry: Retry = field(default_factory=Retry)
     # Images this run has published (or, in a dry run, would publish): an extension may follow them.
     done: set[str] = field(default_factory=set)
+    # Staging (`imagekit stage`) pushes untested images under their immutable tag alone: the test
+    # jobs that follow make the evidence, and promotion puts the moving tag on in the release repository.
+    staging: bool = False
 
     def __post_init__(self) -> None:
         self.host, _ = split_reference(self.registry_ref)
@@ -103,17 +110,19 @@ class Publisher:
         if ident is None or (key := self.engine.key(ident.content_tag)) is None:
             out.message = "not built from the current matrix and templates: run `imagekit build` and `imagekit test`"
             return out
-        report = self.reports.test_junit(image.id)
-        refusal = gate(ident, report)
-        if refusal:
-            out.message = refusal
-            return out
-        out.report = str(report)
+        out.content_id = ident.content_id
+        if not self.staging:
+            report = self.reports.test_junit(image.id)
+            refusal = gate(ident, report)
+            if refusal:
+                out.message = refusal
+                return out
+            out.report = str(report)
 
         target = f"{self.registry_ref}/{image.repository}"
         _, path = split_reference(target)
         immutable, moving = ident.content_tag.rsplit(":", 1)[1], image.id
-        out.tags = [f"{target}:{immutable}", f"{target}:{moving}"]
+        out.tags = [f"{target}:{immutable}"] + ([] if self.staging else [f"{target}:{moving}"])
         try:
             if ident.parent is not None:
                 refusal = self._parent_refusal(ident.parent, ident.base_ref, out)
@@ -131,15 +140,16 @@ class Publisher:
                 return out
             pushed = self._push(target, immutable, ident.content_tag) if existing is None else existing.digest
             manifest = self._read_back(path, immutable, key, pushed)
-            moved = self._read_back(path, moving, key, self._push(target, moving, ident.content_tag))
-            if moved.digest != manifest.digest:
-                raise RegistryError(f"{target}:{moving} and {target}:{immutable} name different manifests", transient=False)
+            if not self.staging:
+                moved = self._read_back(path, moving, key, self._push(target, moving, ident.content_tag))
+                if moved.digest != manifest.digest:
+                    raise RegistryError(f"{target}:{moving} and {target}:{immutable} name different manifests", transient=False)
         except ImagekitError as exc:
             out.state, out.message = Published.FAILED, exc.message
             return out
         out.state = Published.UNCHANGED if existing is not None else Published.PUBLISHED
         out.digest, out.size = manifest.digest, manifest.size
-        out.message = f"{target}@{manifest.digest}"
+        out.reference = out.message = f"{target}@{manifest.digest}"
         return out
 
     def _parent_refusal(self, parent: Identity, parent_image_id: str, out: PublishOutcome) -> str | None:
@@ -189,7 +199,7 @@ def publish_images(rendered: list[Rendered], publisher: Publisher) -> list[Publi
             # One at a time: the registry and the uplink are the bottleneck, and the order
             # (immutable tag, read back, moving tag) must hold per image.
             for r in rendered:
-                board.set(r.image.id, "publishing" if not publisher.dry_run else "planning")
+                board.set(r.image.id, "planning" if publisher.dry_run else "staging" if publisher.staging else "publishing")
                 outcome = publisher.one(r)
                 if outcome.state.ok:
                     publisher.done.add(r.image.id)

@@ -139,14 +139,31 @@ def smoke_one(
 ) -> SmokeOutcome:
     image_id = rendered.image.id
     report = reports.test_junit(image_id)
-    start = time.monotonic()
     ident = resolve_identity(engine, rendered, pull=False)
     if ident is None or engine.inspect_image(ident.content_tag) is None:
         wanted = ident.content_tag if ident else f"{rendered.image.tag} (its base {rendered.image.base_image} is absent)"
         message = f"{wanted} is not built from the current matrix and templates: run `imagekit build` first"
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, Tested.NOT_BUILT, 0.0, report, message)
+    stamp = {"imagekit.content-tag": ident.content_tag}
+    return run_suite(image_id, ident.content_tag, ident.content_id, engine, options, smoke_dir, reports, extension_tests, stamp)
 
+
+def run_suite(
+    image_id: str,
+    image_ref: str,
+    content_id: str,
+    engine: ContainerEngine,
+    options: SmokeOptions,
+    smoke_dir: Path,
+    reports: ReportsDir,
+    extension_tests: Path | None,
+    stamp: dict[str, str],
+) -> SmokeOutcome:
+    """The suite inside ``image_ref`` (a content tag, or a staged digest), its report stamped with
+    the content id it tested."""
+    start = time.monotonic()
+    report = reports.test_junit(image_id)
     out_dir = _fresh_dir(reports.artifacts(image_id))
     os.chmod(out_dir, 0o777)  # noqa: S103 - the image writes here as its own non-root user
     log_path = reports.log("test", image_id)
@@ -159,7 +176,7 @@ def smoke_one(
         volumes[str(extension_tests.resolve())] = {"bind": EXTENSION_MOUNT, "mode": "ro"}
     with log_path.open("w", encoding="utf-8") as log:
         result = engine.run_container(
-            ident.content_tag,
+            image_ref,
             smoke_command(image_id, options.require_gpu, extension_tests is not None, (smoke_dir / "pytest.ini").is_file()),
             volumes=volumes,
             environment={"PYTHONDONTWRITEBYTECODE": "1", **options.environment},
@@ -171,7 +188,7 @@ def smoke_one(
         )
     exit_code = None if result.timed_out else result.exit_code
     # The report names the exact content it tested: publishing is gated on that, not on the image id.
-    stamp = {CONTENT_ID_PROPERTY: ident.content_id, "imagekit.content-tag": ident.content_tag}
+    stamp = {CONTENT_ID_PROPERTY: content_id, **stamp}
     return _outcome(image_id, exit_code, reports.suite_report(image_id), report, log_path, time.monotonic() - start, options.timeout, stamp)
 
 

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from imagekit.adapters.buildkit import Builder
 from imagekit.adapters.docker_engine import ContainerResult
-from imagekit.adapters.registry import ImageKey, Manifest
+from imagekit.adapters.registry import ImageKey, Manifest, RawManifest
 from imagekit.cli.common import Adapters
 from imagekit.core.provenance import Provenance
 from imagekit.errors import EngineError
@@ -36,10 +36,42 @@ class FakeRegistry:
     manifests: dict[tuple[str, str], Manifest] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)  # config digest → config
     reads: list[str] = field(default_factory=list)
+    # The OCI side (evidence, promotion): manifests as bytes by (repository, tag or digest), blobs
+    # by (repository, digest), and every cross-repository mount asked for.
+    raw: dict[tuple[str, str], RawManifest] = field(default_factory=dict)
+    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    mounts: list[str] = field(default_factory=list)
+    moved: int = 0
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         self.reads.append(f"{repository}:{reference}")
         return self.manifests.get((repository, reference))
+
+    def raw_manifest(self, repository: str, reference: str) -> RawManifest | None:
+        return self.raw.get((repository, reference))
+
+    def put_manifest(self, repository: str, reference: str, manifest: RawManifest) -> str:
+        for blob in [manifest.json()["config"], *manifest.json()["layers"]]:
+            assert (repository, blob["digest"]) in self.blobs, f"{repository} lacks {blob['digest']}"
+        self.raw[(repository, reference)] = self.raw[(repository, manifest.digest)] = manifest
+        self.moved += len(manifest.body)
+        return manifest.digest
+
+    def blob(self, repository: str, digest: str, *, limit: int = 0) -> bytes:
+        return self.blobs[(repository, digest)]
+
+    def has_blob(self, repository: str, digest: str) -> bool:
+        return (repository, digest) in self.blobs
+
+    def put_blob(self, repository: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self.blobs[(repository, digest)] = data
+        self.moved += len(data)
+        return digest
+
+    def mount_blob(self, repository: str, digest: str, source: str) -> None:
+        self.blobs[(repository, digest)] = self.blobs[(source, digest)]
+        self.mounts.append(f"{source} → {repository}: {digest[:19]}")
 
     def config(self, repository: str, digest: str) -> dict[str, Any]:
         return self.configs[digest]

@@ -104,7 +104,7 @@ def test_build_without_a_lock_file_locks_first_and_locked_refuses(imagekit, tmp_
 def test_commands_refuse_options_that_do_not_concern_them(imagekit):
     out = imagekit("build", "--dry-run")
     assert out.returncode == 2, "a build asked for a dry run must not build for real"
-    assert "`imagekit build` does not take --dry-run: it concerns `imagekit publish`" in out.stderr
+    assert "`imagekit build` does not take --dry-run: it concerns `imagekit promote`, `imagekit publish`" in out.stderr
     out = imagekit("test", "--jobs", "3")
     assert out.returncode == 2
     assert "set IMAGEKIT_JOBS" in out.stderr, "the tip names the way to hand it to several sessions"
@@ -148,9 +148,13 @@ def test_github_cells_group_extensions_with_their_parent_and_carry_runner_labels
     ]
     runtime = cells["2.6.0-cu121-py3.11-runtime"]
     assert runtime["images"] == "2.6.0-cu121-py3.11-runtime 2.6.0-cu121-py3.11-runtime-tracking"
-    assert runtime["runs_on"] == ["self-hosted", "linux", "gpu", "nvidia-525"]
-    assert cells["2.6.0-cu118-py3.11-devel"]["runs_on"][-1] == "nvidia-450"
+    assert runtime["runs_on"] == ["self-hosted", "linux"], "a build needs no GPU"
     assert all(c["changed"] and c["timeout_minutes"] == 120 for c in cells.values())
+    # Test cells: each family on each runner class it requires, with the driver branch it needs.
+    tests = json.loads(imagekit("matrix", "list", *PRODUCT, "--format", "github-tests").stdout)["include"]
+    assert [(c["id"], c["runner_class"]) for c in tests] == [(i, "gpu") for i in cells]
+    assert tests[2]["runs_on"] == ["self-hosted", "linux", "gpu", "nvidia-525"] and tests[2]["images"] == runtime["images"]
+    assert tests[1]["runs_on"][-1] == "nvidia-450"
 
     # Against an earlier listing: only what differs is changed; --changed-only keeps just that.
     earlier = json.loads(out.stdout)

@@ -97,29 +97,29 @@ def _problems(project_dir: Path, layers: str) -> str:
     [
         (
             "layers:\n  - {name: cuda, packages: [nvidia-*]}\n  - {name: cuda, packages: [torch]}\n",
-            29,
+            34,
             "layers.1.name: 'cuda' names two layers",
         ),
-        ("layers:\n  - {name: rest, packages: [numpy]}\n", 28, "layers.0.name: 'rest' is the layer of what no rule takes"),
-        ("layers:\n  - {name: extension, packages: [numpy]}\n", 28, "layers.0.name: 'extension' is the layer of an extension's own"),
-        ("layers:\n  - {name: Big, packages: [numpy]}\n", 28, "layers.0.name: 'Big' is not a layer name"),
+        ("layers:\n  - {name: rest, packages: [numpy]}\n", 33, "layers.0.name: 'rest' is the layer of what no rule takes"),
+        ("layers:\n  - {name: extension, packages: [numpy]}\n", 33, "layers.0.name: 'extension' is the layer of an extension's own"),
+        ("layers:\n  - {name: Big, packages: [numpy]}\n", 33, "layers.0.name: 'Big' is not a layer name"),
         (
             "layers:\n  - {name: x, packages: ['numpy;rm -rf']}\n",
-            28,
+            33,
             "layers.0.packages.0: 'numpy;rm -rf' is not a glob over lowercase pip",
         ),
-        ("layers:\n  - {name: x, packages: []}\n", 28, "layers.0.packages: List should have at least 1 item"),
+        ("layers:\n  - {name: x, packages: []}\n", 33, "layers.0.packages: List should have at least 1 item"),
         (
             "layers:\n  - {name: x, packages: [numpy], with_dependency: true}\n",
-            28,
+            33,
             "layers.0.with_dependency: unknown key (did you mean 'with_dependencies'?)",
         ),
         (
             "layers:\n" + "".join(f"  - {{name: l{i}, packages: [p{i}]}}\n" for i in range(17)),
-            27,
+            32,
             "layers: List should have at most 16 items",
         ),
-        ("publish: {compression: lz4}\n", 27, "publish.compression: Input should be 'gzip' or 'zstd'"),
+        ("publish: {compression: lz4}\n", 32, "publish.compression: Input should be 'gzip' or 'zstd'"),
     ],
 )
 def test_rules_and_compression_are_held_to_their_grammar(project_dir, layers, line, expected):

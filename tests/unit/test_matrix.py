@@ -257,6 +257,9 @@ def test_ci_runner_labels_are_checked_at_their_lines(tmp_path: Path):
         f"{overlay}:2: ci.runs_on.1: 'gpu box' is not a runner label (letters, digits, '.', '_', '-')",
         f"{overlay}:3: ci.driver_label: 'nvidia' is not a runner label with {{branch}} where the driver branch goes, like nvidia-{{branch}} (or null for none)",
     ]
-    overlay.write_text("ci:\n  runs_on: [self-hosted, a100]\n  driver_label: null\n")
+    overlay.write_text("ci:\n  runs_on: [self-hosted, cpu]\n  classes: {a100: {runs_on: [self-hosted, a100]}}\n  driver_label: null\n")
     matrix = load_matrix([M / "good.yaml", overlay])
-    assert matrix.ci.labels(matrix.images[0]) == ["self-hosted", "a100"]
+    assert matrix.ci.labels(matrix.images[0], "a100") == ["self-hosted", "a100"] and matrix.ci.runs_on == ("self-hosted", "cpu")
+    overlay.write_text("ci:\n  classes: {a100: {runs_on: [self-hosted, a100, nvidia-525]}}\n")
+    matrix = load_matrix([M / "good.yaml", overlay])
+    assert matrix.ci.labels(next(i for i in matrix.images if i.variant == "cu121"), "a100") == ["self-hosted", "a100", "nvidia-525"]
