@@ -48,7 +48,9 @@ def test_old_driver_runs_cu118_but_not_cu121():
     assert checks["buildkit"].state is Finding.FAIL and checks["buildkit"].detail == "no docker CLI found on PATH"
     assert "runner labels" not in checks, "labels come with the matrix's ci section"
     checks = run_checks(list(matrix.images), nvidia_smi("470.82.01"), matrix.ci)
-    assert checks["runner labels"].detail.endswith("labels (gpu: self-hosted, linux, gpu) and: nvidia-450"), "not nvidia-525: 470 cannot run cu121"
+    assert checks["runner labels"].detail.endswith("labels (gpu: self-hosted, linux, gpu) and: nvidia-450"), (
+        "not nvidia-525: 470 cannot run cu121"
+    )
 
 
 def test_no_nvidia_smi_is_a_cpu_host_not_a_failure():
@@ -68,7 +70,10 @@ def test_doctor_cli_exits_1_and_prints_remedies(imagekit):
     assert out.returncode == 1
     assert "ERROR 2 of 6 check(s) failed: docker engine, buildkit" in out.stderr
     assert "  ok  variant cu121: needs driver >= 525.60.13: runs on 550.54.14" in out.stderr
-    assert "  --  runner labels: as a self-hosted GitHub Actions test runner, give it its runner class's labels (gpu: self-hosted, linux, gpu) and: nvidia-525" in out.stderr
+    assert (
+        "  --  runner labels: as a self-hosted GitHub Actions test runner, give it its runner class's labels (gpu: self-hosted, linux, gpu) and: nvidia-525"
+        in out.stderr
+    )
     assert "variant cu118" not in out.stderr  # --only narrows the variants judged
     assert "FAIL  docker engine: cannot reach the Docker engine" in out.stderr
     assert "FAIL  buildkit: no docker CLI found on PATH" in out.stderr
