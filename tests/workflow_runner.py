@@ -66,6 +66,11 @@ class Context:
             "github.event.pull_request.head.repo.full_name == github.repository)": lambda: (
                 self.needs_outputs["plan"]["any"] == "true" and (self.event != "pull_request" or not self.from_fork)
             ),
+            # Not cancelled: this runner runs a job at a time and is never cancelled.
+            "!cancelled() && needs.plan.outputs.any == 'true' && (github.event_name != 'pull_request' || "
+            "github.event.pull_request.head.repo.full_name == github.repository)": lambda: (
+                self.needs_outputs["plan"]["any"] == "true" and (self.event != "pull_request" or not self.from_fork)
+            ),
             "github.event_name == 'push' && (github.ref == format('refs/heads/{0}', github.event.repository.default_branch) "
             "|| startsWith(github.ref, 'refs/tags/'))": lambda: self.event == "push" and on_default_or_tag,
         }

@@ -1,7 +1,8 @@
 """The images workflow, run on this machine job by job and step by step (tests/workflow_runner.py):
-the plan job's script, on a push and on pull requests against a base commit; then one cell's job
-(install, doctor, build, test, reports, cleaning) on this engine with a CPU's GPU settings; then
-the publish job against a local registry. What the workflow runs is exercised, not only linted."""
+the plan job's script, on a push and on pull requests against a base commit; then one family's
+build job (install, doctor, build, stage into a local registry), its test jobs on two runner
+classes (two engines, a CPU's GPU settings), and its promote job. What the workflow runs is
+exercised, not only linted."""
 
 from __future__ import annotations
 
@@ -10,13 +11,19 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import docker
+import engines
 import pytest
+import requests
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, ROOT, Workspace
 from engines import environment
+from helpers import in_ci
 from local_registry import LocalRegistry, serving
 from workflow_runner import Context, JobRunner, StepResult, load
 
 from imagekit.adapters.docker_engine import Engine
+from imagekit.adapters.registry import MANIFEST_TYPES
+from imagekit.core.evidence import result_tag
 
 pytestmark = [pytest.mark.docker, pytest.mark.tool("git")]  # the workflow runs in a git checkout
 
@@ -86,11 +93,33 @@ def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
         yield reg
 
 
+def _staged_reference(artifacts: Path, image_id: str) -> str:
+    return next(
+        e["reference"] for e in json.loads((artifacts / f"staged-{image_id}" / "staged.json").read_text()) if e["image_id"] == image_id
+    )
+
+
 @pytest.mark.tool("docker-registry", "htpasswd", "openssl")
-def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: Workspace, registry: LocalRegistry, tmp_path):
+def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promoted_through_the_workflows_own_steps(
+    ws: Workspace, registry: LocalRegistry, tmp_path
+):
+    """Engine 28.5 (containerd store, the engine that built the images) is the matrix's `gpu` class;
+    Engine 20.10 (classic store, another data root, nothing of this workspace on it) is a second
+    class, `legacy-20`, that pulls the staged digests. Promotion runs with no engine reachable."""
+    if not engines.running(engines.DOCKER20):
+        why = f"the second runner class is engine {engines.DOCKER20}, which is not running: `scripts/engines start {engines.DOCKER20}`"
+        if in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
     repo = checkout(tmp_path)
     site = tmp_path / "site.yaml"
-    site.write_text(f"registry: {registry.host}/ml\n")
+    site.write_text(
+        f"registry: {registry.host}/ml\n"
+        "ci:\n"
+        f"  staging: {registry.host}/staging\n"
+        "  classes: {legacy-20: {runs_on: [self-hosted, linux, engine-20]}}\n"
+        "  require: [gpu, legacy-20]\n"
+    )
     matrices = [ws.matrices[i + 1] for i, a in enumerate(ws.matrices) if a == "--matrix"]
     # What this machine sets differently from a GPU runner: its engine, its matrix files (the local
     # base, the session's repository, the local registry), the session's lock, and a CPU's GPU settings.
@@ -99,36 +128,105 @@ def test_a_cell_builds_tests_and_publishes_through_the_workflows_own_steps(ws: W
         "IMAGEKIT_LOCK": ws.matrices[ws.matrices.index("--lock") + 1],
         "IMAGEKIT_INDEX_E2E_TOKEN": ws.token,
     }
-    ctx = Context("push", secrets={"IMAGEKIT_REGISTRY_USER": USER, "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD})
+    secrets = {
+        "IMAGEKIT_STAGING_USER": USER,
+        "IMAGEKIT_STAGING_PASSWORD": PASSWORD,
+        "IMAGEKIT_REGISTRY_USER": USER,
+        "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD,
+    }
+    ctx = Context("push", secrets=secrets)
+    artifacts = tmp_path / "artifacts"
     (cell,) = plan(repo, tmp_path, ctx, overrides)
-    assert cell["images"] == f"{IMAGE_ID} {EXTENSION_ID}" and cell["runs_on"][-1] == "nvidia-525"
+    tests = {c["runner_class"]: c for c in json.loads(ctx.needs_outputs["plan"]["tests"])["include"]}
+    assert cell["images"] == f"{IMAGE_ID} {EXTENSION_ID}" and cell["runs_on"] == ["self-hosted", "linux"], "a build needs no GPU"
+    assert set(tests) == {"gpu", "legacy-20"} and tests["gpu"]["runs_on"] == ["self-hosted", "linux", "gpu", "nvidia-525"]
+    assert tests["legacy-20"]["runs_on"] == ["self-hosted", "linux", "engine-20", "nvidia-525"]
     ctx.matrix = cell
-    assert ctx.condition(WORKFLOW["jobs"]["images"]["if"])
-    fork = Context("pull_request", from_fork=True, needs_outputs=ctx.needs_outputs)
-    assert not fork.condition(WORKFLOW["jobs"]["images"]["if"]), "a fork's pull request never reaches the GPU runners"
+    for job in ("build", "test"):
+        assert ctx.condition(WORKFLOW["jobs"][job]["if"])
+        fork = Context("pull_request", from_fork=True, needs_outputs=ctx.needs_outputs)
+        assert not fork.condition(WORKFLOW["jobs"][job]["if"]), "a fork's pull request never reaches the self-hosted runners"
+
+    # Build and stage: the images `built` made are unchanged; staging pushes them by content tag.
+    build = JobRunner(WORKFLOW, "build", ctx, repo, tmp_path / "runner-build", artifacts, overrides)
+    passed(build.run(), skipped=("Lock against fresh bases and packages (weekly)",))
+    base_ref, ext_ref = _staged_reference(artifacts, IMAGE_ID), _staged_reference(artifacts, EXTENSION_ID)
+    digest = base_ref.rsplit("@", 1)[1]
+    assert base_ref.startswith(f"{registry.host}/staging/{ws.repo}@sha256:") and IMAGE_ID not in registry.tags(f"staging/{ws.repo}")
 
     cpu = {"IMAGEKIT_GPUS": "none", "IMAGEKIT_REQUIRE_GPU": "0"}
-    images = JobRunner(WORKFLOW, "images", ctx, repo, tmp_path / "runner-images", tmp_path / "artifacts", overrides | cpu)
-    passed(images.run(), skipped=("Lock against fresh bases and packages (weekly)",))
-    for image_id in (IMAGE_ID, EXTENSION_ID):
-        report = (tmp_path / "artifacts" / f"reports-{IMAGE_ID}" / "junit" / f"{image_id}.xml").read_text()
-        assert "<failure" not in report and "<error" not in report, image_id
-    summary = images.summary.read_text()
-    assert f"| `{IMAGE_ID}` |" in summary and f"| `{EXTENSION_ID}` |" in summary, "the smoke summary reaches the job summary"
 
-    # The publish job: not for pull requests or schedules; for this push to main, after the cell passed.
-    publish = WORKFLOW["jobs"]["publish"]
-    for event in ("pull_request", "schedule"):
-        assert not Context(event).condition(publish["if"]), event
-    assert not Context("push", ref="refs/heads/feature").condition(publish["if"])
-    assert ctx.condition(publish["if"])
-    publisher = JobRunner(WORKFLOW, "publish", ctx, repo, tmp_path / "runner-publish", tmp_path / "artifacts", overrides)
-    results = publisher.run()
+    def test_job(runner_class: str, engine_env: dict[str, str], extra: dict[str, str] | None = None) -> list[StepResult]:
+        ctx.matrix, ctx.outcomes = tests[runner_class], {}
+        runner = JobRunner(
+            WORKFLOW, "test", ctx, repo, tmp_path / f"runner-test-{runner_class}", artifacts, overrides | engine_env | cpu | (extra or {})
+        )
+        return runner.run()
+
+    # Runner class `gpu`, on the engine that built the images.
+    results = test_job("gpu", {})
     passed(results)
-    published = json.loads((tmp_path / "artifacts" / f"published-{IMAGE_ID}" / "published.json").read_text())
-    assert [p["image_id"] for p in published] == [IMAGE_ID, EXTENSION_ID], "parent first, then its extension"
-    for record in published:
-        assert record["digest"].startswith("sha256:")
+    text = "".join(r.output for r in results)
+    assert f"recorded as {registry.host}/staging/{ws.repo}:{result_tag(digest, 'gpu')}" in text
+    reports = artifacts / f"reports-{IMAGE_ID}-gpu"
+    for image_id in (IMAGE_ID, EXTENSION_ID):
+        report = (reports / "junit" / f"{image_id}.xml").read_text()
+        assert "<failure" not in report and "<error" not in report, image_id
+        assert "imagekit.runner-class" in report
+
+    promote = WORKFLOW["jobs"]["promote"]
+    for event in ("pull_request", "schedule"):
+        assert not Context(event).condition(promote["if"]), event
+    assert not Context("push", ref="refs/heads/feature").condition(promote["if"])
+    no_engine = {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+
+    def promote_job() -> list[StepResult]:
+        ctx.matrix, ctx.outcomes = cell, {}
+        return JobRunner(WORKFLOW, "promote", ctx, repo, tmp_path / "runner-promote", artifacts, overrides | no_engine).run()
+
+    # `legacy-20` has not run: promotion refuses, and tags nothing for release.
+    refused = promote_job()
+    assert refused[-2].name == "Promote" and refused[-2].outcome == "failure"
+    assert "legacy-20: no result" in refused[-2].output and registry.tags(f"ml/{ws.repo}") == []
+
+    other = environment(engines.DOCKER20)
+    try:
+        # A suite stopped at its timeout is a failed result, recorded and named by promotion.
+        failed = test_job("legacy-20", other, {"IMAGEKIT_TIMEOUT": "1"})
+        assert [r.outcome for r in failed if r.name == "Test the staged digests"] == ["failure"]
+        assert "legacy-20: failed" in promote_job()[-2].output
+        # A failed result is not memoized: the next run runs the suite on the pulled digest, and passes.
+        results = test_job("legacy-20", other)
+        passed(results)
+        assert "passed before" not in "".join(r.output for r in results)
+    finally:
+        client = docker.DockerClient(base_url=other["DOCKER_HOST"], timeout=120)
+        for ref in (base_ref, ext_ref):
+            Engine(client).remove_image(ref)
+
+    # Memoized: `gpu` passed these digests already; nothing runs, the recorded report is the evidence.
+    again = test_job("gpu", {})
+    passed(again)
+    assert "passed before" in "".join(r.output for r in again)
+
+    # Promote with no engine: manifests and mounts only; the release tags serve the staged digests.
+    results = promote_job()
+    passed(results)
+    moved = int(results[-2].output.split("registry traffic: ", 1)[1].split(" ", 1)[0])
+    assert moved < 1_000_000, f"promotion moved {moved} bytes: a layer went through the runner"
     tags = registry.tags(f"ml/{ws.repo}")
-    assert IMAGE_ID in tags and EXTENSION_ID in tags
+    for image_id, ref in ((IMAGE_ID, base_ref), (EXTENSION_ID, ext_ref)):
+        assert image_id in tags, tags
+        assert registry_digest(registry, f"ml/{ws.repo}", image_id) == ref.rsplit("@", 1)[1]
+        assert {result_tag(ref.rsplit("@", 1)[1], c) for c in ("gpu", "legacy-20")} <= set(tags), "the evidence travels with the image"
+    published = json.loads((artifacts / f"published-{IMAGE_ID}" / "published.json").read_text())
+    assert [p["image_id"] for p in published] == [IMAGE_ID, EXTENSION_ID], "parent first, then its extension"
+    assert {t["class"] for t in published[0]["tested_on"]} == {"gpu", "legacy-20"}
+    assert any("Engine 20.10" in t["engine"] for t in published[0]["tested_on"])
     assert not [r.name for r in results if PASSWORD in r.output], "the registry password never reaches a log"
+
+
+def registry_digest(registry: LocalRegistry, path: str, tag: str) -> str | None:
+    r = requests.get(f"https://{registry.host}/v2/{path}/manifests/{tag}", auth=(USER, PASSWORD), headers={"Accept": MANIFEST_TYPES},
+                     verify=str(registry.folder / "ca.crt"), timeout=30)  # fmt: skip
+    return r.headers.get("Docker-Content-Digest") if r.ok else None
