@@ -37,6 +37,17 @@ OCI: Method = "oci"
 
 
 @dataclass(frozen=True)
+class RegistryCache:
+    """BuildKit's cache in a registry (`type=registry`), so a builder with an empty local cache
+    builds an unchanged step from it. ``export``: also write it back (mode=max: every step's
+    layers), which BuildKit's docker driver does only on the containerd image store
+    (docker/buildx driver/docker/driver.go); elsewhere the build only reads it."""
+
+    ref: str  # host[:port]/path/repository:buildcache-<image id>
+    export: bool
+
+
+@dataclass(frozen=True)
 class Builder:
     docker: str  # path of the docker CLI
     kind: Literal["buildx", "buildkit"]  # `docker buildx build`, or `DOCKER_BUILDKIT=1 docker build` (CLI < 23)
@@ -62,6 +73,7 @@ class Builder:
         source_date_epoch: int | None = None,
         oci_tarball: Path | None = None,
         compression: str = "gzip",
+        cache: RegistryCache | None = None,
     ) -> tuple[list[str], dict[str, str]]:
         """The build command. ``source_date_epoch`` (BuildKit >= 0.11) fixes the image's times.
         ``oci_tarball``: write the image there as an OCI archive with every file time in new layers
@@ -87,6 +99,17 @@ class Builder:
         argv += ["--progress=plain", "--file", str(context / "Dockerfile")]
         if no_cache:
             argv.append("--no-cache")
+        if cache is not None:
+            if self.kind != "buildx":
+                raise EngineError(
+                    "a registry cache needs the buildx plugin: `DOCKER_BUILDKIT=1 docker build` reads only inline cache",
+                    tip="leave --cache-registry out on this host, or install buildx",
+                )
+            argv += ["--cache-from", f"type=registry,ref={cache.ref}"]
+            if cache.export:
+                # image-manifest: one OCI image manifest, which every registry stores (ECR refuses a
+                # cache index); ignore-error: a cache that cannot be written never fails the build.
+                argv += ["--cache-to", f"type=registry,ref={cache.ref},mode=max,image-manifest=true,oci-mediatypes=true,ignore-error=true"]
         for tag in tags if oci_tarball is None else []:
             argv += ["--tag", tag]
         build_args = dict(build_args or {})

@@ -7,18 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from imagekit import console
+from imagekit.adapters.docker_engine import CONTAINERD
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, conclude, current_lock, engine, load, lock_path, rendered, require_compression, write_lock
 from imagekit.core.lock import Lock
 from imagekit.core.manifest import human
 from imagekit.core.matrix import ImageSpec, Matrix
-from imagekit.errors import ConfigurationError
+from imagekit.errors import ConfigurationError, EngineError
 from imagekit.reports import ReportsDir
 from imagekit.stages import reproducibility
 from imagekit.stages.build import build_images
 
 HELP = "build images with BuildKit (skips unchanged ones; writes a missing lock file unless --locked)"
-OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.LOCKED, o.OUT, o.REPORTS, o.JOBS)
+OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.LOCKED, o.OUT, o.REPORTS, o.JOBS, o.CACHE_REGISTRY)
 
 
 def run(args: Args, use: Adapters) -> int:
@@ -35,6 +36,15 @@ def run(args: Args, use: Adapters) -> int:
     require_compression(found, repro)
     console.info(f"building {len(found)} image(s) with {builder.describe(repro.method)}, {args.jobs} at a time")
     console.info(f"engine: {docker.describe_store()}; reproducibility on this builder: {repro.describe()}")
+    export = docker.store == CONTAINERD
+    if args.cache_registry:
+        if builder.kind != "buildx":
+            raise EngineError(
+                f"--cache-registry: this builder ({builder.describe(repro.method)}) reads no registry cache",
+                tip="leave --cache-registry out here (IMAGEKIT_CACHE_REGISTRY too), or install the buildx plugin",
+            )
+        how = "read and written" if export else "read only (the classic store's builder cannot export a cache; the containerd store's can)"
+        console.info(f"build cache: {args.cache_registry}, {how}")
     reports = ReportsDir(args.reports)
     outcomes = build_images(
         found,
@@ -47,6 +57,8 @@ def run(args: Args, use: Adapters) -> int:
         reports=reports,
         size_budgets=matrix.size_budgets,
         reproducibility=repro,
+        cache_registry=args.cache_registry,
+        cache_export=export,
     )
     for outcome in outcomes:
         for line in outcome.details:

@@ -181,6 +181,12 @@ TIMEOUT = Option(
 MEMORY = Option("--memory", "memory limit for the test container, e.g. 16g", env="IMAGEKIT_MEMORY", type=_memory)
 CPUS = Option("--cpus", "CPU limit for the test container, e.g. 4", env="IMAGEKIT_CPUS", type=_cpus)
 REGISTRY = Option("--registry", "host[:port]/path to push to (default: the matrix's `registry:`)", env="IMAGEKIT_REGISTRY", type=_registry)
+CACHE_REGISTRY = Option(
+    "--cache-registry",
+    "host[:port]/path where BuildKit's cache is read (and, on the containerd store, written): a builder with an empty cache builds unchanged steps from it",
+    env="IMAGEKIT_CACHE_REGISTRY",
+    type=_registry,
+)
 STAGING = Option(
     "--staging", "host[:port]/path to stage built images in (default: the matrix's `ci.staging`)", env="IMAGEKIT_STAGING", type=_registry
 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit import console
-from imagekit.adapters.buildkit import OCI, Builder
+from imagekit.adapters.buildkit import OCI, Builder, RegistryCache
 from imagekit.adapters.secrets import pip_secrets
 from imagekit.core.budget import over_budget
 from imagekit.core.identity import Identity
@@ -61,6 +61,9 @@ class BuildRun:
     reports: ReportsDir
     size_budgets: dict[str, SizeBudget] = field(default_factory=dict)
     reproducibility: Reproducibility | None = None  # None: pass the builder nothing for it
+    # Where BuildKit's cache lives in a registry (host[:port]/path), and whether this builder writes it.
+    cache_registry: str | None = None
+    cache_export: bool = False
 
     def one(self, rendered: Rendered, secrets: dict[str, Path], board: console.StatusBoard) -> BuildOutcome:
         image = rendered.image
@@ -164,6 +167,9 @@ class BuildRun:
             source_date_epoch=self.provenance.layer_epoch if repro and repro.source_date_epoch else None,
             oci_tarball=tarball,
             compression=image.compression,
+            cache=RegistryCache(f"{self.cache_registry}/{image.repository}:buildcache-{image.id}", self.cache_export)
+            if self.cache_registry and not no_cache
+            else None,
         )
         # Line-buffered, so `tail -f` on the log follows the build as it happens.
         with log_path.open("w", encoding="utf-8", buffering=1) as log:
@@ -200,8 +206,12 @@ def build_images(
     reports: ReportsDir,
     size_budgets: dict[str, SizeBudget] | None = None,
     reproducibility: Reproducibility | None = None,
+    cache_registry: str | None = None,
+    cache_export: bool = False,
 ) -> list[BuildOutcome]:
-    run = BuildRun(engine, builder, runner, provenance, render_dir, reports, size_budgets or {}, reproducibility)
+    run = BuildRun(
+        engine, builder, runner, provenance, render_dir, reports, size_budgets or {}, reproducibility, cache_registry, cache_export
+    )
     board = console.StatusBoard([r.image.id for r in rendered])
     with pip_secrets({r.image.index_url for r in rendered}) as secrets, board.shown():
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

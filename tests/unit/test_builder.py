@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagekit.adapters.buildkit import docker_clis, find_builder
+from imagekit.adapters.buildkit import Builder, RegistryCache, docker_clis, find_builder
 from imagekit.errors import EngineError
 
 
@@ -81,3 +81,16 @@ def test_each_cli_on_path_counts_once_and_imagekit_docker_picks_one(tmp_path):
     (tmp_path / "c" / "docker").write_text("not executable\n")
     assert docker_clis(f"{tmp_path / 'a'}:{tmp_path / 'b'}:{tmp_path / 'c'}") == [str(first)]
     assert docker_clis(str(tmp_path / "a"), explicit="/opt/docker/bin/docker") == ["/opt/docker/bin/docker"]
+
+
+def test_a_registry_cache_is_read_everywhere_buildx_builds_and_written_where_the_driver_can(tmp_path):
+    buildx = Builder("/usr/bin/docker", "buildx", "28.5.2", "0.29.1")
+    ref = "registry.example:5000/cache/imagekit/pytorch:buildcache-2.6.0-cu121-py3.11-runtime"
+    written, _ = buildx.command(tmp_path, ["t:1"], {}, {}, cache=RegistryCache(ref, export=True))
+    assert written[written.index("--cache-from") + 1] == f"type=registry,ref={ref}"
+    assert written[written.index("--cache-to") + 1].startswith(f"type=registry,ref={ref},mode=max,image-manifest=true,")
+    assert "ignore-error=true" in written[written.index("--cache-to") + 1], "a cache that cannot be written never fails the build"
+    read, _ = buildx.command(tmp_path, ["t:1"], {}, {}, cache=RegistryCache(ref, export=False))
+    assert "--cache-from" in read and "--cache-to" not in read
+    with pytest.raises(EngineError, match="needs the buildx plugin"):
+        Builder("/usr/bin/docker", "buildkit", "20.10.24").command(tmp_path, ["t:1"], {}, {}, cache=RegistryCache(ref, export=False))
