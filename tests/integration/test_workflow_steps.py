@@ -94,9 +94,9 @@ def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _staged_reference(artifacts: Path, image_id: str) -> str:
-    return next(
-        e["reference"] for e in json.loads((artifacts / f"staged-{image_id}" / "staged.json").read_text()) if e["image_id"] == image_id
-    )
+    """Where the build job staged ``image_id``, from the family's artifact (named for its base image)."""
+    staged = json.loads((artifacts / f"staged-{IMAGE_ID}" / "staged.json").read_text())
+    return next(e["reference"] for e in staged if e["image_id"] == image_id)
 
 
 @pytest.mark.tool("docker-registry", "htpasswd", "openssl")
