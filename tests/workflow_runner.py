@@ -73,6 +73,11 @@ class Context:
             ),
             "github.event_name == 'push' && (github.ref == format('refs/heads/{0}', github.event.repository.default_branch) "
             "|| startsWith(github.ref, 'refs/tags/'))": lambda: self.event == "push" and on_default_or_tag,
+            # The plan job ran (this runner runs jobs in order, never cancelled).
+            "!cancelled() && needs.plan.result == 'success' && github.event_name == 'push' && (github.ref == "
+            "format('refs/heads/{0}', github.event.repository.default_branch) || startsWith(github.ref, 'refs/tags/'))": lambda: (
+                self.event == "push" and on_default_or_tag
+            ),
         }
         if normal not in known:
             raise AssertionError(f"the workflow runner does not know the condition {normal!r}: teach tests/workflow_runner.py")

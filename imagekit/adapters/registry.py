@@ -21,6 +21,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import docker.auth
 import requests
@@ -139,7 +140,7 @@ class RawManifest:
     def json(self) -> dict[str, Any]:
         try:
             value = json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
         if not isinstance(value, dict):
             raise RegistryError(f"the manifest {self.digest} is not a JSON object", transient=False)
@@ -156,6 +157,7 @@ class Registry:
         # Docker skips verification for an insecure registry that does speak TLS.
         self._verify: str | bool = False if insecure else (str(ca) if ca.is_file() else True)
         self._token: str | None = None
+        self._basic = False  # the registry asked for Basic credentials
         self._scheme = "https"
         self.moved = 0  # bytes sent and received, bodies only: what a promotion costs on the wire
 
@@ -196,10 +198,14 @@ class Registry:
     ) -> requests.Response:
         """One request; an insecure registry that does not answer HTTPS is asked again over HTTP, and
         stays on HTTP for this client."""
-        auth = None if self._token else self._creds
+        url = path if path.startswith(("https://", "http://")) else f"{self._scheme}://{self.host}/v2/{path}"
+        if urlsplit(url).netloc != self.host:  # an upload Location elsewhere: our credentials stay with this registry
+            raise RegistryError(f"{self.host} sent an address on another host ({_printable(urlsplit(url).netloc[:80])})", transient=False)
+        # Credentials only after the registry asked for them (as Docker does): Basic after a Basic
+        # challenge, a token after a Bearer one.
+        auth = self._creds if self._basic and not self._token else None
         if self._token:
             headers = {**headers, "Authorization": f"Bearer {self._token}"}
-        url = path if path.startswith(("https://", "http://")) else f"{self._scheme}://{self.host}/v2/{path}"
         try:
             return self._session.request(method, url, headers=headers, data=data, params=params, auth=auth,
                                          verify=self._verify, timeout=60, allow_redirects=method == "GET")  # fmt: skip
@@ -215,7 +221,8 @@ class Registry:
         """Bearer-token registries (Harbor, GitLab, Docker Hub): fetch a token with our credentials."""
         header = challenge.headers.get("WWW-Authenticate", "")
         if not header.lower().startswith("bearer"):
-            return  # Basic: the credentials were already sent
+            self._basic = True  # Basic (or unnamed): send the credentials with the next request
+            return
         params = dict(re.findall(r'(\w+)="([^"]*)"', header))
         realm = params.pop("realm", "")
         # The registry names the realm: credentials go over TLS, or over HTTP only to a registry the
@@ -225,8 +232,14 @@ class Registry:
         response = self._session.get(realm, params=params, auth=self._creds, verify=self._verify, timeout=60)
         self.moved += len(response.content)
         if response.ok:
-            body = response.json()
-            self._token = body.get("token") or body.get("access_token")
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+            if not isinstance(token, str) or not token.isprintable():
+                raise RegistryError(f"{self.host}'s token service answered without a token", transient=False)
+            self._token = token
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest of ``repository:reference`` (a tag or a digest), or None if there is none."""
@@ -353,4 +366,8 @@ class Registry:
 
 def _said(response: requests.Response) -> str:
     """The registry's error text, cut and made printable (it is the registry's, not ours)."""
-    return "".join(c if c.isprintable() else "?" for c in response.text[:200])
+    return _printable(response.text[:200])
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)

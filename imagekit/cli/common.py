@@ -113,6 +113,24 @@ def registry(use: Adapters, host: str, docker: Engine | None = None, *, environm
     return use.registry(host, environment_credentials=environment_credentials, insecure=insecure(host, info))
 
 
+def staged_images(matrix: Matrix, images: list[ImageSpec], path: Path) -> dict[str, StagedImage]:
+    """The staged digests of ``images``, each held to the matrix's staging repository: a staged.json
+    comes from a CI artifact, and the staging credentials go only where the matrix stages."""
+    if not matrix.ci.staging:
+        raise ConfigurationError(
+            "the matrix names no staging repository (ci.staging)", tip="set `ci: {staging: host[:port]/path}` in the matrix or an overlay"
+        )
+    staged = staged_record(path)
+    for image in images:
+        entry = staged.get(image.id)
+        if entry is not None and entry.name != f"{matrix.ci.staging}/{image.repository}":
+            raise ConfigurationError(
+                f"{path}: {image.id}: reference {entry.reference[:120]} is not in the staging repository {matrix.ci.staging}/{image.repository}",
+                tip="use the staged.json that `imagekit stage` wrote with this matrix's ci.staging",
+            )
+    return {i.id: staged[i.id] for i in images if i.id in staged}
+
+
 def staged_record(path: Path) -> dict[str, StagedImage]:
     """The staged.json `imagekit stage` wrote (a CI artifact: read as untrusted)."""
     if not path.is_file():

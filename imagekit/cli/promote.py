@@ -8,7 +8,7 @@ import json
 from imagekit import console
 from imagekit.adapters.registry import split_reference
 from imagekit.cli import options as o
-from imagekit.cli.common import Adapters, Args, append_summary, conclude, load, registry, staged_record
+from imagekit.cli.common import Adapters, Args, append_summary, conclude, load, registry, staged_images
 from imagekit.core.evidence import RunnerClass
 from imagekit.errors import ConfigurationError
 from imagekit.files import write_atomic
@@ -25,7 +25,7 @@ def run(args: Args, use: Adapters) -> int:
     matrix = load(args)
     images = matrix.select(args.only)
     folder = ReportsDir(args.reports)
-    staged = staged_record(args.staged or folder.staged)
+    staged = staged_images(matrix, images, args.staged or folder.staged)
     release = args.registry or matrix.registry
     if not release:
         raise ConfigurationError(

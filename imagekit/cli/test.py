@@ -17,10 +17,10 @@ from imagekit.cli.common import (
     registry,
     rendered,
     require_smoke,
-    staged_record,
+    staged_images,
 )  # fmt: skip
 from imagekit.core.evidence import RunnerClass
-from imagekit.core.matrix import Matrix
+from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.core.render import variant_drivers
 from imagekit.errors import ConfigurationError
 from imagekit.outcomes import Tested
@@ -54,7 +54,7 @@ def run(args: Args, use: Adapters) -> int:
     )
     folder = ReportsDir(args.reports)
     if args.staged is not None:
-        return report(_staged(args, use, matrix, [i.id for i in images], docker, options, folder), folder, with_builds=False)
+        return report(_staged(args, use, matrix, images, docker, options, folder), folder, with_builds=False)
     console.info(f"testing {len(found)} image(s), GPUs: {options.gpus}")
     outcomes = smoke_images(
         found, engine=docker, options=options, smoke_dir=matrix.smoke_dir, reports=folder, extension_tests=matrix.extension_tests
@@ -63,7 +63,7 @@ def run(args: Args, use: Adapters) -> int:
 
 
 def _staged(
-    args: Args, use: Adapters, matrix: Matrix, image_ids: list[str], docker: Engine, options: SmokeOptions, folder: ReportsDir
+    args: Args, use: Adapters, matrix: Matrix, images: list[ImageSpec], docker: Engine, options: SmokeOptions, folder: ReportsDir
 ) -> list[SmokeOutcome]:
     if not args.runner_class:
         raise ConfigurationError(
@@ -75,7 +75,8 @@ def _staged(
             f"--runner-class {args.runner_class} is no class of the matrix's ci.classes ({', '.join(matrix.ci.classes) or 'none declared'})",
             tip="declare it under ci.classes, with the runner labels of its test jobs",
         )
-    staged = staged_record(args.staged)
+    staged = staged_images(matrix, images, args.staged)
+    image_ids = [i.id for i in images]
     version = docker.version()
     gpus = host.nvidia_gpus(use.probe) or []
     runner = RunnerClass(

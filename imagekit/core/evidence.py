@@ -60,8 +60,8 @@ def read_staged(text: str, where: str) -> dict[str, StagedImage]:
     field of the first thing that is not as stage writes it."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigurationError(f"{where}: not JSON ({exc})", tip="use the staged.json that `imagekit stage` wrote") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigurationError(f"{where}: not JSON ({_text(exc, 120)})", tip="use the staged.json that `imagekit stage` wrote") from None
     if not isinstance(data, list):
         raise ConfigurationError(f"{where}: expected a list of staged images", tip="use the staged.json that `imagekit stage` wrote")
     found: dict[str, StagedImage] = {}
@@ -76,13 +76,13 @@ def read_staged(text: str, where: str) -> dict[str, StagedImage]:
         }
         for name, pattern in checks.items():
             value = entry.get(name)
-            if not isinstance(value, str) or not pattern.fullmatch(value):
+            if not isinstance(value, str) or not pattern.fullmatch(value) or (name == "reference" and "/" not in value.split("@")[0]):
                 raise ConfigurationError(
                     f"{at}: {name}: {_text(value, 80)!r} is not {'a staged reference (host/path@sha256:…)' if name == 'reference' else 'valid'}",
                     tip="use the staged.json that `imagekit stage` wrote; it is never edited by hand",
                 )
         parent = entry.get("parent", "")
-        if parent and not (isinstance(parent, str) and _STAGED_REF.fullmatch(parent)):
+        if parent and not (isinstance(parent, str) and _STAGED_REF.fullmatch(parent) and "/" in parent.split("@")[0]):
             raise ConfigurationError(
                 f"{at}: parent: {_text(parent, 80)!r} is not a staged reference", tip="use the staged.json that `imagekit stage` wrote"
             )
@@ -144,7 +144,7 @@ def read_result(body: bytes) -> SuiteResult | None:
     """A result blob from a registry, or None when it is not one (then it proves nothing)."""
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("runner_class"), dict):
         return None
@@ -165,11 +165,11 @@ def read_result(body: bytes) -> SuiteResult | None:
             passed=_count(data.get("passed")),
             failed=_count(data.get("failed")),
             skipped=_count(data.get("skipped")),
-            seconds=float(data.get("seconds") or 0.0),
+            seconds=float(data.get("seconds") or 0.0) if type(data.get("seconds") or 0.0) in (int, float) else 0.0,
             recorded=_text(data.get("recorded") or "", 40),
             timings=data.get("timings") if isinstance(data.get("timings"), dict) else {},
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         return None
     return result
 
@@ -208,8 +208,11 @@ def artifact_manifest(subject: dict[str, Any], blobs: list[dict[str, Any]], anno
 
 def artifact_blobs(manifest: dict[str, Any]) -> dict[str, str]:
     """Media type → digest of an artifact manifest's blobs (result, JUnit), held to the grammar."""
-    found = {}
-    for layer in manifest.get("layers") or []:
+    found: dict[str, str] = {}
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        return found
+    for layer in layers:
         if isinstance(layer, dict) and isinstance(layer.get("digest"), str) and grammar.full(grammar.DIGEST, layer["digest"]):
             found[str(layer.get("mediaType"))] = layer["digest"]
     return found
@@ -218,7 +221,10 @@ def artifact_blobs(manifest: dict[str, Any]) -> dict[str, str]:
 def manifest_blobs(manifest: dict[str, Any]) -> list[str]:
     """Every blob digest an image manifest names (config first), held to the grammar: what a copy
     into another repository must mount."""
-    blobs = [manifest.get("config"), *(manifest.get("layers") or [])]
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise ValueError("a manifest without a list of layers")
+    blobs = [manifest.get("config"), *layers]
     digests = [b.get("digest") for b in blobs if isinstance(b, dict)]
     if len(digests) != len(blobs) or not all(isinstance(d, str) and grammar.full(grammar.DIGEST, d) for d in digests):
         raise ValueError("a manifest whose blobs are not sha256 digests")

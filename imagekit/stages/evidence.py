@@ -22,7 +22,7 @@ from imagekit.core import evidence as ev
 from imagekit.core.evidence import RunnerClass, StagedImage, SuiteResult
 from imagekit.errors import ImagekitError
 from imagekit.outcomes import Tested
-from imagekit.reports import ReportsDir, summarise
+from imagekit.reports import CONTENT_ID_PROPERTY, Case, ReportsDir, Suite, stamp_suites, summarise, write_suites
 from imagekit.stages.ports import ContainerEngine, RegistryClient
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, _failed_report, run_suite
 
@@ -40,9 +40,10 @@ class Evidence:
         host, path = split_reference(staged.name)
         return self.registries(host), path
 
-    def recorded(self, staged: StagedImage, runner_class: str | None = None) -> tuple[SuiteResult, bytes] | None:
+    def recorded(self, staged: StagedImage, runner_class: str | None = None) -> tuple[SuiteResult, RawManifest] | None:
         """The latest result ``runner_class`` (default: this runner's) recorded for ``staged``'s
-        digest, with its JUnit report; None when there is none, or it is not about this digest."""
+        digest, with the artifact manifest that holds it; None when there is none, or it is not
+        about this digest and class."""
         registry, path = self._where(staged)
         name = runner_class or self.runner.name
         raw = registry.raw_manifest(path, ev.result_tag(staged.digest, name))
@@ -54,8 +55,7 @@ class Evidence:
         result = ev.read_result(registry.blob(path, blobs[ev.RESULT_TYPE]))
         if result is None or result.digest != staged.digest or result.content_id != staged.content_id or result.runner_class.name != name:
             return None
-        junit = registry.blob(path, blobs[ev.JUNIT_TYPE]) if ev.JUNIT_TYPE in blobs else b""
-        return result, junit
+        return result, raw
 
     def record(self, staged: StagedImage, result: SuiteResult, junit: bytes) -> str:
         """Attach ``result`` and its JUnit report to the staged digest: an artifact manifest whose
@@ -133,18 +133,25 @@ def _one(
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, Tested.NOT_STAGED, 0.0, report, message)
     if not rerun and (previous := evidence.recorded(staged)) is not None and previous[0].ok:
-        result, junit = previous
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_bytes(junit)  # the evidence itself, so the merged report and the summary show what passed
-        return SmokeOutcome(
-            image_id, Tested.PASSED_BEFORE, 0.0, report,
-            f"{evidence.runner.name} passed {staged.digest[:19]} at {result.recorded}; not run again (--rerun runs it)",
-        )  # fmt: skip
+        result = previous[0]
+        message = (f"{evidence.runner.name} passed {staged.digest[:19]} at {result.recorded} ({result.passed} passed, "
+                   f"{result.skipped} skipped); not run again (--rerun runs it)")  # fmt: skip
+        # A report of our own from the checked record (the registry's JUnit stays there, as evidence):
+        # the merged report and the summary say what passed, from nothing the registry wrote.
+        write_suites(
+            report, [Suite(image_id, [Case(name="smoke suite (passed before)", classname=image_id, outcome="passed", message=message)])]
+        )
+        stamp_suites(
+            report,
+            {CONTENT_ID_PROPERTY: staged.content_id, "imagekit.reference": staged.reference, "imagekit.runner-class": evidence.runner.name},
+        )
+        return SmokeOutcome(image_id, Tested.PASSED_BEFORE, 0.0, report, message)
     host, _ = split_reference(staged.name)
     attrs = engine.pull(staged.reference, auth(host))
     label = ((attrs.get("Config") or {}).get("Labels") or {}).get(CONTENT_LABEL)
     if label != staged.content_id:
-        message = f"{staged.reference} carries content id {str(label)[:12]}, not the staged {staged.content_id[:12]}: the staged record does not describe this image"
+        shown = "".join(c if c.isalnum() else "?" for c in str(label)[:12])
+        message = f"{staged.reference} carries content id {shown}, not the staged {staged.content_id[:12]}: the staged record does not describe this image"
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, Tested.ERROR, 0.0, report, message)
     started = datetime.now(timezone.utc)

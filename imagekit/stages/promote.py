@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from imagekit import console
-from imagekit.adapters.registry import split_reference
+from imagekit.adapters.registry import RawManifest, split_reference
 from imagekit.core import evidence as ev
 from imagekit.core.evidence import StagedImage, SuiteResult
 from imagekit.core.matrix import ImageSpec
@@ -39,18 +39,21 @@ class PromoteOutcome:
         return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k != "parent" or v)}
 
 
-def verdicts(staged: StagedImage, required: tuple[str, ...], evidence: Evidence) -> tuple[list[SuiteResult], list[str]]:
-    """The passing results of each required class for the staged digest, and what is missing."""
+def verdicts(
+    staged: StagedImage, required: tuple[str, ...], evidence: Evidence, retry: Retry
+) -> tuple[list[tuple[SuiteResult, RawManifest]], list[str]]:
+    """The passing results of each required class for the staged digest (each with the artifact
+    manifest that holds it), and what is missing."""
     passes, missing = [], []
     for name in required:
-        found = evidence.recorded(staged, name)
+        found = retry.run(f"read {name}'s result", lambda name=name: evidence.recorded(staged, name))
         if found is None:
             missing.append(f"{name}: no result for {staged.digest[:19]}")
         elif not found[0].ok:
             r = found[0]
             missing.append(f"{name}: {r.state} ({r.failed} failed) at {r.recorded}")
         else:
-            passes.append(found[0])
+            passes.append(found)
     return passes, missing
 
 
@@ -64,7 +67,7 @@ class Promoter:
     retry: Retry = field(default_factory=Retry)
     done: dict[str, str] = field(default_factory=dict)  # image id → promoted digest, this run
 
-    def one(self, image: ImageSpec, staged: StagedImage | None, staged_all: dict[str, StagedImage]) -> PromoteOutcome:
+    def one(self, image: ImageSpec, staged: StagedImage | None) -> PromoteOutcome:
         out = PromoteOutcome(image.id, Promoted.REFUSED)
         if staged is None:
             out.message = "not in the staged record: stage it (`imagekit stage`) and test it on its runner classes first"
@@ -76,46 +79,50 @@ class Promoter:
                 "the matrix requires no runner class for it (ci.require), so nothing proves it: name the classes that must pass it"
             )
             return out
-        host, release_path = split_reference(f"{self.release}/{image.repository}")
-        staged_host, staged_path = split_reference(staged.name)
-        if staged_host != host:
-            out.message = f"staged on {staged_host}, released to {host}: promotion copies within one registry (by cross-repository mounts)"
-            return out
         try:
-            passes, missing = verdicts(staged, required, self.evidence)
+            host, release_path = split_reference(f"{self.release}/{image.repository}")
+            staged_host, staged_path = split_reference(staged.name)
+            if staged_host != host:
+                out.message = (
+                    f"staged on {staged_host}, released to {host}: promotion copies within one registry (by cross-repository mounts)"
+                )
+                return out
+            passes, missing = verdicts(staged, required, self.evidence, self.retry)
             if missing:
                 out.message = "missing a pass on " + "; ".join(missing)
                 return out
             out.tested_on = [{"class": r.runner_class.name, "gpus": list(r.runner_class.gpus), "driver": r.runner_class.driver,
                               "engine": r.runner_class.engine, "recorded": r.recorded, "passed": r.passed, "skipped": r.skipped}
-                             for r in passes]  # fmt: skip
+                             for r, _ in passes]  # fmt: skip
             if image.parent is not None:
-                refusal = self._parent_refusal(image, staged_all.get(image.parent), release_path)
+                refusal = self._parent_refusal(image, staged)
                 if refusal:
                     out.message = refusal
                     return out
-            return self._copy(image, staged, staged_path, release_path, required, out)
+            return self._copy(image, staged, staged_path, release_path, [raw for _, raw in passes], out)
         except ImagekitError as exc:
             out.state, out.message = Promoted.FAILED, exc.message
             return out
 
-    def _parent_refusal(self, image: ImageSpec, parent: StagedImage | None, release_path: str) -> str | None:
-        if parent is None:
-            return f"its parent {image.parent} is not in the staged record"
-        if self.done.get(image.parent) == parent.digest:
+    def _parent_refusal(self, image: ImageSpec, staged: StagedImage) -> str | None:
+        """Why an extension may not go yet: the release repository must serve the exact parent it
+        was staged on (staged.json records it), promoted earlier or in this run."""
+        if not staged.parent:
+            return f"its staged record names no parent ({image.parent}): stage it again"
+        parent_digest = staged.parent.rsplit("@", 1)[1]
+        if self.done.get(str(image.parent)) == parent_digest:
             return None
-        parent_path = release_path.rsplit("/", 1)[0] + "/" + parent.name.rsplit("/", 1)[1]
+        # The parent's repository: the extension's base image is the parent's tag, repository:id.
+        _, parent_path = split_reference(f"{self.release}/{image.base_image.rsplit(':', 1)[0]}")
         found = self.retry.run(
-            f"read parent {parent_path}@{parent.digest[:19]}", lambda: self.registry.raw_manifest(parent_path, parent.digest)
+            f"read parent {parent_path}@{parent_digest[:19]}", lambda: self.registry.raw_manifest(parent_path, parent_digest)
         )
-        return (
-            None
-            if found is not None
-            else f"its parent {image.parent} ({parent.digest[:19]}) is not in the release repository: promote it first (include it in --only)"
-        )
+        if found is None:
+            return f"its parent {image.parent} ({parent_digest[:19]}, the one it was staged on) is not in the release repository: promote it first (include it in --only)"
+        return None
 
     def _copy(
-        self, image: ImageSpec, staged: StagedImage, staged_path: str, release_path: str, required: tuple[str, ...], out: PromoteOutcome
+        self, image: ImageSpec, staged: StagedImage, staged_path: str, release_path: str, results: list[RawManifest], out: PromoteOutcome
     ) -> PromoteOutcome:
         immutable = f"{image.id}-{staged.content_id[:12]}"
         target = f"{self.registry_host()}/{release_path}"
@@ -143,16 +150,14 @@ class Promoter:
             back = self.retry.run(f"read back {target}:{tag}", lambda tag=tag: self.registry.raw_manifest(release_path, tag))
             if back is None or back.digest != staged.digest:
                 raise ImagekitError(f"{target}:{tag} serves {back.digest[:19] if back else 'nothing'}, not {staged.digest[:19]}")
-        for name in required:  # the evidence beside the release digest, by the same tag schema
-            tag = ev.result_tag(staged.digest, name)
-            result = self.retry.run(f"read {tag}", lambda tag=tag: self.registry.raw_manifest(staged_path, tag))
-            if result is not None:
-                try:
-                    result_blobs = ev.manifest_blobs(result.json())
-                except ValueError as exc:
-                    raise ImagekitError(f"{tag}: {exc}") from None
-                self._mount(result_blobs, release_path, staged_path)
-                self.retry.run(f"copy {tag}", lambda tag=tag, result=result: self.registry.put_manifest(release_path, tag, result))
+        for result, passed in zip(results, out.tested_on, strict=True):  # the very evidence checked, beside the release digest
+            tag = ev.result_tag(staged.digest, str(passed["class"]))
+            try:
+                result_blobs = ev.manifest_blobs(result.json())
+            except ValueError as exc:
+                raise ImagekitError(f"{tag}: {exc}") from None
+            self._mount(result_blobs, release_path, staged_path)
+            self.retry.run(f"copy {tag}", lambda tag=tag, result=result: self.registry.put_manifest(release_path, tag, result))
         self.done[image.id] = staged.digest
         out.digest = staged.digest
         already = existing is not None and moving is not None and moving.digest == staged.digest
@@ -175,7 +180,7 @@ def promote_images(images: list[ImageSpec], staged: dict[str, StagedImage], prom
     with board.shown():
         for image in images:  # matrix order: parents before their extensions
             board.set(image.id, "planning" if promoter.dry_run else "promoting")
-            outcome = promoter.one(image, staged.get(image.id), staged)
+            outcome = promoter.one(image, staged.get(image.id))
             board.set(image.id, outcome.state, outcome.message, final=True)
             outcomes.append(outcome)
     return outcomes

@@ -163,7 +163,7 @@ class Staging:
         self.registry = FakeRegistry()
         self.staged: dict[str, StagedImage] = {}
         for image_id, content in ((BASE, "b"), (EXT, "e")):
-            path = "staging/imagekit/pytorch"
+            path = "staging/imagekit-local/pytorch"
             layers = [self.registry.put_blob(path, f"{image_id}-layer-{n}".encode() * 1000) for n in range(3)]
             config = self.registry.put_blob(path, f'{{"id": "{image_id}"}}'.encode())
             body = json.dumps({"schemaVersion": 2, "mediaType": ev.OCI_MANIFEST, "config": {"digest": config, "size": 1},
@@ -217,7 +217,7 @@ def test_promote_refuses_until_every_required_class_passed_then_copies_without_m
         **{result_tag(x.digest, c): s.tags().get(result_tag(x.digest, c), "missing") for x in (base, ext) for c in ("h100-550", "a10g-470")},
     }  # fmt: skip
     # Every layer arrived by a mount; what went over the wire is manifests.
-    assert all("staging/imagekit/pytorch → release/imagekit-local/pytorch" in m for m in s.registry.mounts)
+    assert all("staging/imagekit-local/pytorch → release/imagekit-local/pytorch" in m for m in s.registry.mounts)
     assert s.registry.moved - moved_before < 20_000
     published = json.loads((tmp_path / "reports" / "published.json").read_text())
     assert [p["image_id"] for p in published] == [BASE, EXT]
@@ -232,11 +232,11 @@ def test_an_extension_waits_for_its_parent_and_an_immutable_tag_is_never_moved(i
         for runner in ("h100-550", "a10g-470"):
             s.record(image_id, runner)
     only_ext = s.promote(imagekit, only=EXT)
-    assert only_ext.returncode == 1 and "is not in the release repository: promote it first" in only_ext.stdout + only_ext.stderr
+    assert only_ext.returncode == 1 and "the one it was staged on) is not in the release repository" in only_ext.stdout + only_ext.stderr
     # Another digest already under the base's immutable release tag: refused, nothing moved.
-    other = s.registry.raw[("staging/imagekit/pytorch", s.staged[EXT].digest)]
+    other = s.registry.raw[("staging/imagekit-local/pytorch", s.staged[EXT].digest)]
     for blob in [other.json()["config"], *other.json()["layers"]]:
-        s.registry.mount_blob("release/imagekit-local/pytorch", blob["digest"], "staging/imagekit/pytorch")
+        s.registry.mount_blob("release/imagekit-local/pytorch", blob["digest"], "staging/imagekit-local/pytorch")
     s.registry.put_manifest("release/imagekit-local/pytorch", f"{BASE}-{'b' * 12}", other)
     clash = s.promote(imagekit, only=BASE)
     assert clash.returncode == 1 and "immutable tags are never overwritten" in clash.stdout + clash.stderr
@@ -269,3 +269,13 @@ def test_dry_run_and_commands_refuse_what_does_not_fit(imagekit, tmp_path):
     s.file.write_text('[{"image_id": "x"}]')
     broken = s.promote(imagekit)
     assert broken.returncode == 2 and "staged.json: entry 1: content_id" in broken.stderr
+    # A staged.json is a CI artifact: a reference outside the matrix's staging repository is refused
+    # before anything is read there (the staging credentials go only where the matrix stages).
+    s.file.write_text(
+        write_staged({BASE: StagedImage(BASE, "b" * 64, f"evil.example/staging/imagekit-local/pytorch@{s.staged[BASE].digest}")})
+    )
+    foreign = s.promote(imagekit, only=BASE)
+    assert (
+        foreign.returncode == 2
+        and "is not in the staging repository registry.example:5000/staging/imagekit-local/pytorch" in foreign.stderr
+    )

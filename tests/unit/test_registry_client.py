@@ -21,15 +21,18 @@ CONFIG = "sha256:" + "c" * 64
 
 
 class Canned(requests.adapters.BaseAdapter):
-    """Answers GET path → (status, headers, body); records every request it was sent."""
+    """Answers GET path → (status, headers, body); records every request it was sent. ``basic``:
+    a request without credentials gets a Basic challenge first, as distribution with htpasswd answers."""
 
-    def __init__(self, answers: dict[str, tuple[int, dict[str, str], Any]]) -> None:
+    def __init__(self, answers: dict[str, tuple[int, dict[str, str], Any]], basic: bool = False) -> None:
         super().__init__()
-        self.answers, self.sent = answers, []
+        self.answers, self.sent, self.basic = answers, [], basic
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         self.sent.append(request)
         status, headers, body = self.answers.get(request.path_url, (404, {}, b""))
+        if self.basic and "Authorization" not in request.headers:
+            status, headers, body = 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
         response = requests.Response()
         response.status_code, response.url, response.request = status, request.url, request
         response.headers.update(headers)
@@ -40,9 +43,9 @@ class Canned(requests.adapters.BaseAdapter):
         pass
 
 
-def client(answers: dict[str, tuple[int, dict[str, str], Any]], **kwargs: Any) -> tuple[Registry, Canned]:
+def client(answers: dict[str, tuple[int, dict[str, str], Any]], basic: bool = False, **kwargs: Any) -> tuple[Registry, Canned]:
     registry = Registry(HOST, **kwargs)
-    canned = Canned(answers)
+    canned = Canned(answers, basic)
     registry._session.mount("https://", canned)
     return registry, canned
 
@@ -105,9 +108,14 @@ def test_the_ci_credentials_go_only_where_they_are_meant_to(monkeypatch):
     named, canned = client(manifest(GOOD), environment_credentials=False)
     named.manifest("ml/x", "t")
     assert "Authorization" not in canned.sent[0].headers, "a host named on a command line never gets the CI's secrets"
-    publishing, canned = client(manifest(GOOD))
+    publishing, canned = client(manifest(GOOD), basic=True)
     publishing.manifest("ml/x", "t")
-    assert canned.sent[0].headers["Authorization"].startswith("Basic "), "the registry publish pushes to does"
+    assert "Authorization" not in canned.sent[0].headers, "credentials only once the registry asks for them"
+    assert canned.sent[1].headers["Authorization"].startswith("Basic "), "the registry publish pushes to gets them"
+    # An address on another host (an upload Location) gets nothing: the request is refused.
+    with pytest.raises(RegistryError, match="an address on another host"):
+        publishing._request("PUT", "https://elsewhere.example/v2/ml/x/blobs/uploads/1?digest=x", {}, data=b"x")
+    assert all(r.url.startswith(f"https://{HOST}/") for r in canned.sent)
     # A token realm the registry names over plain HTTP gets no credentials.
     challenge = {"/v2/ml/x/manifests/t": (401, {"WWW-Authenticate": 'Bearer realm="http://evil.example/token",service="r"'}, b"")}
     bearer, canned = client(challenge)

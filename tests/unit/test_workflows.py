@@ -116,15 +116,17 @@ def test_each_family_is_built_once_and_its_digests_tested_on_each_runner_class()
         assert jobs[job]["strategy"]["fail-fast"] is False, "one failing cell must not hide the others"
 
 
-def test_promote_runs_only_for_pushes_to_the_default_branch_or_tags_after_every_test_passed():
+def test_promote_runs_only_for_pushes_to_the_default_branch_or_tags_after_every_test_job():
     data = workflow()
     promote = data["jobs"]["promote"]
-    assert set(promote["needs"]) == {"plan", "build", "test"}, "needs: every build and test job passed"
+    assert set(promote["needs"]) == {"plan", "build", "test"}, "after every build and test job"
     condition = " ".join(promote["if"].split())
-    assert condition.startswith("github.event_name == 'push' && (")
+    # After failed jobs too (one family's failure must not hold back the others): imagekit promote
+    # refuses what a required class did not pass, from the recorded results themselves.
+    assert condition.startswith("!cancelled() && needs.plan.result == 'success' && github.event_name == 'push' && (")
     assert "github.ref == format('refs/heads/{0}', github.event.repository.default_branch)" in condition
     assert "startsWith(github.ref, 'refs/tags/')" in condition
-    assert "always()" not in condition and "failure()" not in condition, "a failed test must stop promotion"
+    assert "always()" not in condition
     assert promote["concurrency"] == {"group": "imagekit-promote-${{ matrix.id }}", "cancel-in-progress": False}
     assert promote["environment"] == "registry"
     assert data["jobs"]["build"]["environment"] == data["jobs"]["test"]["environment"] == "staging"
