@@ -16,7 +16,7 @@ import pytest
 import requests
 from e2e_workspace import ROOT
 
-from imagekit.adapters.registry import Registry, insecure
+from imagekit.adapters.registry import RawManifest, Registry, insecure
 from imagekit.core import evidence as ev
 from imagekit.core.evidence import RunnerClass, StagedImage, SuiteResult, write_staged
 from imagekit.errors import RegistryError
@@ -59,8 +59,6 @@ def _image(registry: Registry, path: str, tag: str) -> str:
     config = registry.put_blob(path, b'{"rootfs": {"type": "layers", "diff_ids": []}}')
     body = json.dumps({"schemaVersion": 2, "mediaType": ev.OCI_MANIFEST, "config": ev.descriptor("application/vnd.oci.image.config.v1+json", config, 46),
                        "layers": [ev.descriptor("application/vnd.oci.image.layer.v1.tar+gzip", layer, 7000)]}).encode()  # fmt: skip
-    from imagekit.adapters.registry import RawManifest
-
     return registry.put_manifest(path, tag, RawManifest("sha256:" + hashlib.sha256(body).hexdigest(), ev.OCI_MANIFEST, body))
 
 
@@ -89,7 +87,7 @@ def test_promote_through_a_plain_http_registry(plain_registry, tmp_path):
     Evidence(lambda host: registry, RunnerClass("cpu")).record(staged, result, b"<testsuites/>")
     (tmp_path / "staged.json").write_text(write_staged({image_id: staged}))
     overlay = tmp_path / "ci.yaml"
-    overlay.write_text("ci:\n  classes: {cpu: {runs_on: [x]}}\n  require: [cpu]\n")
+    overlay.write_text(f"ci:\n  staging: {plain_registry}/staging\n  classes: {{cpu: {{runs_on: [x]}}}}\n  require: [cpu]\n")
     out = subprocess.run(
         [sys.executable, "-m", "imagekit", "promote", "--matrix", str(M / "product-like.yaml"), "--matrix", str(M / "product-like-local.yaml"),
          "--matrix", str(overlay), "--only", image_id, "--staged", str(tmp_path / "staged.json"), "--reports", str(tmp_path / "reports"),
