@@ -7,6 +7,7 @@ was pushed) without an engine, a process or a network."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import xml.etree.ElementTree as ET
@@ -89,6 +90,7 @@ class FakeEngine:
     names: dict[str, dict[str, Any]] = field(default_factory=dict)
     suite_fails: set[str] = field(default_factory=set)  # image ids whose smoke suite fails
     pushed: list[str] = field(default_factory=list)  # repository:tag, in order
+    pulled: list[str] = field(default_factory=list)  # name@digest, in order
     store = "containerd"
 
     def version(self) -> dict[str, Any]:
@@ -177,8 +179,25 @@ class FakeEngine:
         config = _digest("config", attrs["Id"])
         self.registry.configs[config] = {"rootfs": {"type": "layers", "diff_ids": list(layers)}, "history": []}
         self.registry.manifests[(path, tag)] = Manifest(attrs["Id"], config, 500_000 * len(layers), blobs)
+        # The same manifest as bytes, where test results are attached to it (its digest is the
+        # image id, as on the containerd store; the bytes here only stand for it).
+        body = json.dumps({"config": {"digest": config}, "layers": [{"digest": b} for b, _, _ in blobs]}).encode()
+        raw = RawManifest(str(attrs["Id"]), "application/vnd.oci.image.manifest.v1+json", body)
+        self.registry.raw[(path, tag)] = self.registry.raw[(path, raw.digest)] = raw
+        for blob in [config, *(b for b, _, _ in blobs)]:
+            self.registry.blobs[(path, blob)] = b""
         self.pushed.append(f"{repository}:{tag}")
         return str(attrs["Id"])
+
+    def pull(self, ref: str, auth: dict[str, str] | None) -> dict[str, Any]:
+        """A pull by digest (name@sha256:…) of an image this engine pushed; it goes by that name after."""
+        digest = ref.rsplit("@", 1)[1]
+        attrs = next((a for a in self.names.values() if a["Id"] == digest), None)
+        if attrs is None:
+            raise EngineError(f"cannot pull {ref}: not in the registry")
+        self.names[ref] = attrs
+        self.pulled.append(ref)
+        return attrs
 
     def load(self, tarball: Path, name: str) -> None:
         raise AssertionError("a fake builder writes no OCI archive")

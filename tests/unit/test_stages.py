@@ -131,3 +131,64 @@ def test_layers_refuses_what_is_no_reference_and_names_what_is_missing(imagekit,
     assert bad.returncode == 2 and "'Not A Ref!' is not an image reference or a matrix image id" in bad.stderr
     missing = imagekit("layers", "example/a:1", "example/b:2", adapters=fakes)
     assert missing.returncode == 2 and "no image example/a:1 on this engine" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_staging_keeps_an_immutable_tag_that_holds_the_same_content_and_refuses_other_content(imagekit, world):
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    assert imagekit("build", *args, "--only", RUNTIME, "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    content_id = engine.names[f"imagekit/pytorch:{RUNTIME}"]["Config"]["Labels"]["io.imagekit.content-id"]
+    # Staged before by another builder (a pull request's run) from the same inputs, to other bytes.
+    other = Manifest("sha256:" + "e" * 64, "sha256:" + "f" * 64, 1)
+    engine.registry.manifests[("staging/imagekit/pytorch", f"{RUNTIME}-{content_id[:12]}")] = other
+    engine.registry.configs[other.config_digest] = {"config": {"Labels": {"io.imagekit.content-id": content_id}}}
+    out = imagekit("stage", *args, "--only", RUNTIME, "--staging", "127.0.0.1:5000/staging", adapters=fakes)
+    assert out.returncode == 0 and "unchanged" in out.stdout and engine.pushed == [], "nothing pushed over it"
+    staged = json.loads((tmp_path / "reports" / "staged.json").read_text())
+    assert staged == [
+        {"image_id": RUNTIME, "content_id": content_id, "reference": f"127.0.0.1:5000/staging/imagekit/pytorch@{other.digest}"}
+    ]
+    # Other content under that tag: refused, as publishing refuses it.
+    engine.registry.configs[other.config_digest] = {"config": {"Labels": {"io.imagekit.content-id": "0" * 64}}}
+    refused = imagekit("stage", *args, "--only", RUNTIME, "--staging", "127.0.0.1:5000/staging", adapters=fakes)
+    assert refused.returncode == 1 and "immutable tags are never overwritten" in refused.stdout and engine.pushed == []
+
+
+def test_staged_digests_are_tested_per_runner_class_remembered_and_promoted_whole(imagekit, world, project_dir):
+    """stage → test --staged on two classes → promote, whole, on the fakes: what each step hands the next."""
+    engine, builds, args, tmp_path = world
+    fakes = adapters(engine, builds)
+    overlay = project_dir / "ci.yaml"
+    overlay.write_text("registry: 127.0.0.1:5000/release\nci:\n  staging: 127.0.0.1:5000/staging\n"
+                       "  classes: {h100: {runs_on: [a]}, a10g: {runs_on: [b]}}\n  require: [h100, a10g]\n")  # fmt: skip
+    args = [*args, "--matrix", str(overlay)]
+    only = ("--only", "*cu121*-runtime*")
+    assert imagekit("build", *args, *only, "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    staged = imagekit("stage", *args, *only, adapters=fakes)
+    assert staged.returncode == 0, staged.stdout + staged.stderr
+    assert len(engine.pushed) == 2 and not [p for p in engine.pushed if p.endswith((f":{RUNTIME}", f":{TRACKING}"))], "no moving tag"
+    staged_json = str(tmp_path / "reports" / "staged.json")
+
+    def test(runner_class: str, *extra: str):
+        return imagekit(
+            "test", *args, *only, "--staged", staged_json, "--runner-class", runner_class, "--gpus", "none", *extra, adapters=fakes
+        )
+
+    first = test("h100")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(engine.pulled) == 2 and all("@sha256:" in ref for ref in engine.pulled), "tested by digest"
+    again = test("h100")
+    assert again.returncode == 0 and again.stdout.count("passed before") == 2 and len(engine.pulled) == 2, "nothing pulled or run again"
+    report = (tmp_path / "reports" / "junit" / f"{RUNTIME}.xml").read_text()
+    assert "smoke suite (passed before)" in report and "imagekit.runner-class" in report
+    assert test("h100", "--rerun").returncode == 0 and len(engine.pulled) == 4, "--rerun runs it"
+
+    engine.suite_fails.add(TRACKING)
+    failed = test("a10g")
+    assert failed.returncode == 1 and f"1 of 2 image(s) did not pass the smoke suite: {TRACKING}" in failed.stderr
+    promoted = imagekit("promote", "--matrix", str(MATRIX), "--matrix", str(overlay), *only, "--staged", staged_json,
+                        "--reports", str(tmp_path / "reports"), adapters=fakes)  # fmt: skip
+    assert promoted.returncode == 1 and f"1 of 2 image(s) were not promoted: {TRACKING}" in promoted.stderr
+    assert "a10g: failed (1 failed)" in promoted.stdout, "a failed class is named"
+    release = {ref for (repo, ref) in engine.registry.raw if repo == "release/imagekit/pytorch" and not ref.startswith("sha256:")}
+    assert RUNTIME in release and TRACKING not in release, "the parent went; its extension, which failed a class, did not"
