@@ -18,6 +18,7 @@ import json
 import os
 import re
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 import docker.auth
 import requests
+import urllib3
 
 from imagekit.core import grammar
 from imagekit.errors import ImagekitError, RegistryError
@@ -154,8 +156,9 @@ class Registry:
         self._session = requests.Session()
         self._creds = credentials(host, environment=environment_credentials)
         ca = CERTS_D / host / "ca.crt"
-        # Docker skips verification for an insecure registry that does speak TLS.
-        self._verify: str | bool = False if insecure else (str(ca) if ca.is_file() else True)
+        # An insecure registry that speaks TLS: Docker skips verification; here its CA is still used
+        # when certs.d has one (the registry is then checked, as it can be), else none.
+        self._verify: str | bool = str(ca) if ca.is_file() else not insecure
         self._token: str | None = None
         self._basic = False  # the registry asked for Basic credentials
         self._scheme = "https"
@@ -207,8 +210,11 @@ class Registry:
         if self._token:
             headers = {**headers, "Authorization": f"Bearer {self._token}"}
         try:
-            return self._session.request(method, url, headers=headers, data=data, params=params, auth=auth,
-                                         verify=self._verify, timeout=60, allow_redirects=method == "GET")  # fmt: skip
+            with warnings.catch_warnings():
+                # Unverified only where the engine treats the registry as insecure: said once in the README, not per request.
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                return self._session.request(method, url, headers=headers, data=data, params=params, auth=auth,
+                                             verify=self._verify, timeout=60, allow_redirects=method == "GET")  # fmt: skip
         except (requests.exceptions.SSLError, requests.exceptions.ConnectionError):
             if not (self.insecure and self._scheme == "https" and url.startswith("https://")):
                 raise
