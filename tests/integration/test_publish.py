@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -107,7 +108,16 @@ def test_an_extension_waits_for_its_parent_in_the_registry(pub, registry, ws):
 
 
 def _registry_bytes(registry: LocalRegistry) -> int:
-    return sum(f.stat().st_size for f in (registry.folder / "data").rglob("*") if f.is_file())
+    """Bytes under the registry's storage, read while it writes: an upload it finishes (or moves)
+    between the listing and the stat counts as gone (os.walk skips folders that vanish)."""
+    total = 0
+    for folder, _, files in os.walk(registry.folder / "data"):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total
 
 
 @pytest.fixture(scope="module")
