@@ -139,6 +139,10 @@ class RawManifest:
     media_type: str
     body: bytes
 
+    @classmethod
+    def of(cls, media_type: str, body: bytes) -> RawManifest:
+        return cls(sha256(body), media_type, body)
+
     def json(self) -> dict[str, Any]:
         try:
             value = json.loads(self.body)
@@ -249,11 +253,9 @@ class Registry:
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest of ``repository:reference`` (a tag or a digest), or None if there is none."""
-        response = self._get(f"{repository}/manifests/{reference}", {"Accept": MANIFEST_TYPES})
-        if response.status_code == 404:
+        response = self._manifest_response(repository, reference)
+        if response is None:
             return None
-        if not response.ok:
-            raise RegistryError(f"{self.host} answered {response.status_code} for {repository}:{reference}", transient=False)
         where = f"{repository}:{reference}"
         body = self._json(response, where)
         digest = response.headers.get("Docker-Content-Digest") or ""
@@ -275,6 +277,15 @@ class Registry:
             digest, str(config["digest"]), sum(int(s) for _, s, _ in blobs), tuple((str(d), int(s), t) for d, s, t in blobs[1:])
         )
 
+    def _manifest_response(self, repository: str, reference: str) -> requests.Response | None:
+        """The registry's answer for the manifest ``repository:reference``; None when it has none."""
+        response = self._get(f"{repository}/manifests/{reference}", {"Accept": MANIFEST_TYPES})
+        if response.status_code == 404:
+            return None
+        if not response.ok:
+            raise RegistryError(f"{self.host} answered {response.status_code} for {repository}:{reference}", transient=False)
+        return response
+
     def _json(self, response: requests.Response, where: str) -> dict[str, Any]:
         try:
             body = response.json()
@@ -293,16 +304,15 @@ class Registry:
 
     def raw_manifest(self, repository: str, reference: str) -> RawManifest | None:
         """The manifest of ``repository:reference`` as stored (exact bytes), or None if there is none."""
-        response = self._get(f"{repository}/manifests/{reference}", {"Accept": MANIFEST_TYPES})
-        if response.status_code == 404:
+        response = self._manifest_response(repository, reference)
+        if response is None:
             return None
-        if not response.ok:
-            raise RegistryError(f"{self.host} answered {response.status_code} for {repository}:{reference}", transient=False)
-        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        digest = sha256(response.content)
         said = response.headers.get("Docker-Content-Digest")
         if said and said != digest:  # held to the bytes: a copy puts back exactly what was read
             raise RegistryError(
-                f"{self.host} sent {repository}:{reference} with digest {said[:19]}, but its bytes are {digest[:19]}", transient=False
+                f"{self.host} sent {repository}:{reference} with digest {_printable(said[:19])}, but its bytes are {digest[:19]}",
+                transient=False,
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()[:200]
         return RawManifest(digest, media_type, response.content)
@@ -326,7 +336,7 @@ class Registry:
         response = self._get(f"{repository}/blobs/{digest}", {})
         if not response.ok:
             raise RegistryError(f"{self.host} answered {response.status_code} for the blob {digest[:19]} of {repository}", transient=False)
-        if len(response.content) > limit or "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+        if len(response.content) > limit or sha256(response.content) != digest:
             raise RegistryError(
                 f"{self.host} sent the blob {digest[:19]} of {repository} with other bytes or over {limit} bytes", transient=False
             )
@@ -338,7 +348,7 @@ class Registry:
 
     def put_blob(self, repository: str, data: bytes) -> str:
         """Upload a small blob (a result record, a JUnit report) in one request; its digest."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256(data)
         if self.has_blob(repository, digest):
             return digest
         started = self._request("POST", f"{repository}/blobs/uploads/", {})
@@ -368,6 +378,11 @@ class Registry:
             transient=False,
             tip="promotion copies within one registry, by cross-repository mounts: keep the staging and release repositories on the same registry and let the credentials read the staging one",
         )
+
+
+def sha256(data: bytes) -> str:
+    """The OCI digest of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _said(response: requests.Response) -> str:

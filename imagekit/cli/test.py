@@ -25,7 +25,7 @@ from imagekit.core.render import variant_drivers
 from imagekit.errors import ConfigurationError
 from imagekit.outcomes import Tested
 from imagekit.reports import ReportsDir
-from imagekit.stages.evidence import Evidence, smoke_staged
+from imagekit.stages.evidence import Evidence, StagedRun, smoke_staged
 from imagekit.stages.ports import Engine, RegistryClient
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, resolve_gpus, smoke_images
 
@@ -76,7 +76,6 @@ def _staged(
             tip="declare it under ci.classes, with the runner labels of its test jobs",
         )
     staged = staged_images(matrix, images, args.staged)
-    image_ids = [i.id for i in images]
     version = docker.version()
     gpus = host.nvidia_gpus(use.probe) or []
     runner = RunnerClass(
@@ -92,12 +91,12 @@ def _staged(
             clients[host_name] = registry(use, host_name, docker)
         return clients[host_name]
 
-    console.info(f"testing {len(image_ids)} staged image(s) on {runner.describe()}, GPUs: {options.gpus}")
+    console.info(f"testing {len(images)} staged image(s) on {runner.describe()}, GPUs: {options.gpus}")
     try:
-        return smoke_staged(
-            image_ids, staged, engine=docker, auth=use.registry_auth, evidence=Evidence(client, runner), options=options,
-            smoke_dir=matrix.smoke_dir, reports=folder, extension_tests=matrix.extension_tests, rerun=args.rerun,
-        )  # fmt: skip
+        run = StagedRun(
+            docker, use.registry_auth, Evidence(client, runner), options, matrix.smoke_dir, folder, matrix.extension_tests, args.rerun
+        )
+        return smoke_staged([i.id for i in images], staged, run)
     finally:
         for c in clients.values():
             c.close()

@@ -29,8 +29,10 @@ EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY = b"{}"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 # A reference as stage writes it: registry host and path, then the manifest's digest.
-_STAGED_REF = re.compile(rf"(?P<name>{grammar.REGISTRY.pattern})@(?P<digest>sha256:[0-9a-f]{{64}})")
+# The path is required (the lookahead: a '/' before the '@'): a staged image lives in a repository.
+_STAGED_REF = re.compile(rf"(?=[^@]*/)(?P<name>{grammar.REGISTRY.pattern})@(?P<digest>sha256:[0-9a-f]{{64}})")
 _IMAGE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_STAGED_FIELDS = {"image_id": _IMAGE_ID, "content_id": grammar.HEX64, "reference": _STAGED_REF}
 _PRINTABLE = 200
 
 
@@ -69,20 +71,15 @@ def read_staged(text: str, where: str) -> dict[str, StagedImage]:
         at = f"{where}: entry {number}"
         if not isinstance(entry, dict):
             raise ConfigurationError(f"{at}: not an object", tip="use the staged.json that `imagekit stage` wrote")
-        checks = {
-            "image_id": _IMAGE_ID,
-            "content_id": grammar.HEX64,
-            "reference": _STAGED_REF,
-        }
-        for name, pattern in checks.items():
+        for name, pattern in _STAGED_FIELDS.items():
             value = entry.get(name)
-            if not isinstance(value, str) or not pattern.fullmatch(value) or (name == "reference" and "/" not in value.split("@")[0]):
+            if not isinstance(value, str) or not pattern.fullmatch(value):
                 raise ConfigurationError(
                     f"{at}: {name}: {_text(value, 80)!r} is not {'a staged reference (host/path@sha256:…)' if name == 'reference' else 'valid'}",
                     tip="use the staged.json that `imagekit stage` wrote; it is never edited by hand",
                 )
         parent = entry.get("parent", "")
-        if parent and not (isinstance(parent, str) and _STAGED_REF.fullmatch(parent) and "/" in parent.split("@")[0]):
+        if parent and not (isinstance(parent, str) and _STAGED_REF.fullmatch(parent)):
             raise ConfigurationError(
                 f"{at}: parent: {_text(parent, 80)!r} is not a staged reference", tip="use the staged.json that `imagekit stage` wrote"
             )

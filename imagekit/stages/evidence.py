@@ -8,7 +8,6 @@ checkout (matrix, smoke suite, extension tests) and staged.json, never the build
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -78,36 +77,34 @@ class Evidence:
         }
         manifest = ev.artifact_manifest(ev.descriptor(image.media_type, image.digest, len(image.body)), blobs, annotations)
         tag = ev.result_tag(staged.digest, result.runner_class.name)
-        digest = registry.put_manifest(path, tag, RawManifest(_digest(manifest), ev.OCI_MANIFEST, manifest))
+        digest = registry.put_manifest(path, tag, RawManifest.of(ev.OCI_MANIFEST, manifest))
         return f"{staged.name}:{tag}@{digest}"
 
 
-def _digest(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()
+@dataclass
+class StagedRun:
+    """What testing staged digests on one runner needs, for each image alike."""
+
+    engine: ContainerEngine
+    auth: Callable[[str], dict[str, str] | None]  # registry host → the credentials a pull sends
+    evidence: Evidence
+    options: SmokeOptions
+    smoke_dir: Path
+    reports: ReportsDir
+    extension_tests: dict[str, Path]
+    rerun: bool
 
 
-def smoke_staged(
-    image_ids: list[str],
-    staged: dict[str, StagedImage],
-    *,
-    engine: ContainerEngine,
-    auth: Callable[[str], dict[str, str] | None],
-    evidence: Evidence,
-    options: SmokeOptions,
-    smoke_dir: Path,
-    reports: ReportsDir,
-    extension_tests: dict[str, Path],
-    rerun: bool,
-) -> list[SmokeOutcome]:
+def smoke_staged(image_ids: list[str], staged: dict[str, StagedImage], run: StagedRun) -> list[SmokeOutcome]:
     board = console.StatusBoard(image_ids)
     outcomes = []
     with board.shown():
         for image_id in image_ids:
-            board.set(image_id, "testing", f"staged, class {evidence.runner.name}")
+            board.set(image_id, "testing", f"staged, class {run.evidence.runner.name}")
             try:
-                outcome = _one(image_id, staged.get(image_id), engine, auth, evidence, options, smoke_dir, reports, extension_tests, rerun)
+                outcome = _one(image_id, staged.get(image_id), run)
             except ImagekitError as exc:
-                report = reports.test_junit(image_id)
+                report = run.reports.test_junit(image_id)
                 _failed_report(report, image_id, "error", exc.message, exc.message)
                 outcome = SmokeOutcome(image_id, Tested.ERROR, 0.0, report, exc.message)
             board.set(image_id, outcome.state, outcome.message, final=True)
@@ -115,24 +112,14 @@ def smoke_staged(
     return outcomes
 
 
-def _one(
-    image_id: str,
-    staged: StagedImage | None,
-    engine: ContainerEngine,
-    auth: Callable[[str], dict[str, str] | None],
-    evidence: Evidence,
-    options: SmokeOptions,
-    smoke_dir: Path,
-    reports: ReportsDir,
-    extension_tests: dict[str, Path],
-    rerun: bool,
-) -> SmokeOutcome:
+def _one(image_id: str, staged: StagedImage | None, run: StagedRun) -> SmokeOutcome:
+    engine, evidence, reports = run.engine, run.evidence, run.reports
     report = reports.test_junit(image_id)
     if staged is None:
         message = "not in the staged record: run `imagekit stage` for it on the build host, and hand its staged.json to this job"
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, Tested.NOT_STAGED, 0.0, report, message)
-    if not rerun and (previous := evidence.recorded(staged)) is not None and previous[0].ok:
+    if not run.rerun and (previous := evidence.recorded(staged)) is not None and previous[0].ok:
         result = previous[0]
         message = (f"{evidence.runner.name} passed {staged.digest[:19]} at {result.recorded} ({result.passed} passed, "
                    f"{result.skipped} skipped); not run again (--rerun runs it)")  # fmt: skip
@@ -147,7 +134,7 @@ def _one(
         )
         return SmokeOutcome(image_id, Tested.PASSED_BEFORE, 0.0, report, message)
     host, _ = split_reference(staged.name)
-    attrs = engine.pull(staged.reference, auth(host))
+    attrs = engine.pull(staged.reference, run.auth(host))
     label = ((attrs.get("Config") or {}).get("Labels") or {}).get(CONTENT_LABEL)
     if label != staged.content_id:
         shown = "".join(c if c.isalnum() else "?" for c in str(label)[:12])
@@ -157,7 +144,7 @@ def _one(
     started = datetime.now(timezone.utc)
     stamp = {"imagekit.reference": staged.reference, "imagekit.runner-class": evidence.runner.name}
     outcome = run_suite(
-        image_id, staged.reference, staged.content_id, engine, options, smoke_dir, reports, extension_tests.get(image_id), stamp
+        image_id, staged.reference, staged.content_id, engine, run.options, run.smoke_dir, reports, run.extension_tests.get(image_id), stamp
     )
     counts = summarise(outcome.report)
     timings = reports.artifacts(image_id) / "timings.json"

@@ -52,6 +52,7 @@ def test_a_staged_record_round_trips():
         (json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"{HOST}/s:latest"}]), "entry 1: reference"),
         (json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"{HOST}/s@{sha(b'x')}\nRUN x"}]), "entry 1: reference"),
         (json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"-H evil/s@{sha(b'x')}"}]), "entry 1: reference"),
+        (json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"{HOST}@{sha(b'x')}"}]), "entry 1: reference"),
         (json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"{HOST}/s@{sha(b'x')}", "parent": "x;y"}]), "entry 1: parent"),
         (
             json.dumps([{"image_id": "a", "content_id": "a" * 64, "reference": f"{HOST}/s@{sha(b'x')}"}] * 2),
