@@ -269,7 +269,8 @@ class Engine:
         except docker.errors.ImageNotFound:
             pass
 
-    def _build_cache(self) -> list[dict[str, Any]]:
+    def build_cache(self) -> list[dict[str, Any]]:
+        """BuildKit's cache records on this engine, as `docker system df -v` lists them."""
         try:
             return self.client.df().get("BuildCache") or []
         except docker.errors.APIError as exc:
@@ -277,14 +278,14 @@ class Engine:
 
     def build_cache_ids(self) -> set[str]:
         """The ids of BuildKit's cache records on this engine."""
-        return {r["ID"] for r in self._build_cache()}
+        return {r["ID"] for r in self.build_cache()}
 
     def drop_build_cache(self, since: set[str]) -> int:
         """Prune the cache records made after ``since`` was read that no image and no running build
         holds (a rebuild whose image is gone); bytes reclaimed. A build's layers are a chain of
         records and BuildKit prunes a record only once its children are gone: leaves go first,
         pass after pass."""
-        doomed = {r["ID"] for r in self._build_cache() if r["ID"] not in since and not r.get("InUse") and not r.get("Shared")}
+        doomed = {r["ID"] for r in self.build_cache() if r["ID"] not in since and not r.get("InUse") and not r.get("Shared")}
         reclaimed = 0
         try:
             while doomed:

@@ -38,6 +38,8 @@ class Cell(BaseModel):
     timeout_minutes: StrictInt
     inputs_id: InputsId
     changed: StrictBool
+    # The matrix's ci.build_cache, or "" (IMAGEKIT_CACHE_REGISTRY, which takes "" as unset).
+    cache_registry: StrictStr = ""
 
 
 class TestCell(Cell):
@@ -106,7 +108,7 @@ def cells(
             "changed": previous is None or previous.get(base.id) != ident,
         }
         if not tests:
-            out.append(Cell(runs_on=list(matrix.ci.runs_on), **shared).model_dump())
+            out.append(Cell(runs_on=list(matrix.ci.runs_on), cache_registry=matrix.ci.build_cache or "", **shared).model_dump())
             continue
         for name in matrix.ci.classes_for(family):
             out.append(TestCell(runs_on=matrix.ci.labels(base, name), runner_class=name, **shared).model_dump())

@@ -218,6 +218,9 @@ class CiSection(_Model):
     # (a name → the runner labels its test jobs ask for), and which classes an image needs to pass
     # before `imagekit promote` tags it for release (image id glob → class names; a list: every image).
     staging: Registry | None = None
+    # Where the build jobs keep BuildKit's cache (host/path; `imagekit build --cache-registry`), so a
+    # build host with an empty cache builds unchanged steps from it; none: each host's own cache.
+    build_cache: Registry | None = None
     classes: dict[Name, RunnerClassSection] = Field(default={}, max_length=50)
     require: dict[Glob, list[Name]] = Field(default={}, max_length=100)
 
@@ -318,6 +321,7 @@ class CiSpec:
     driver_label: str | None
     timeout_minutes: int
     staging: str | None = None
+    build_cache: str | None = None
     classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # runner class → its labels
     require: dict[str, tuple[str, ...]] = field(default_factory=dict)  # image id → classes that must pass, sorted
 
@@ -788,6 +792,7 @@ def build(src: MatrixSource) -> Matrix:
             m.ci.driver_label,
             m.ci.timeout_minutes,
             staging=m.ci.staging,
+            build_cache=m.ci.build_cache,
             classes={name: tuple(c.runs_on) for name, c in m.ci.classes.items()},
             require=required,
         ),

@@ -283,6 +283,57 @@ def test_zstd_layers_are_pushed_as_zstd_and_the_image_pulls_and_passes_the_smoke
         engine.drop_build_cache(cache_before)
 
 
+@pytest.mark.engines()  # the containerd store's builder alone can write a registry cache (facts.md)
+def test_a_builder_with_an_empty_cache_builds_an_unchanged_image_from_the_registry_cache(published, pub, registry, engine, ws, tmp_path):
+    """`build --cache-registry`: a build writes BuildKit's cache (mode=max) to the registry; with
+    its image and every build cache record this session made gone, the next build takes the
+    extension's steps from that cache (its log says CACHED, pip installs nothing) and gives the
+    same image, bit for bit. The cache lies in the repository the images were published to, so its
+    parent layers are blobs the registry already holds."""
+    tag = f"{ws.repo}:{EXTENSION_ID}"
+    before = engine.inspect_image(tag)["Id"]
+    tags = engine.inspect_image(tag)["RepoTags"]
+    # BuildKit reaches the registry with what `docker login` stored, beside the engine's buildx plugin.
+    config = tmp_path / "docker-config"
+    shutil.copytree(ws.env["DOCKER_CONFIG"], config, symlinks=True)
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    env = {**ws.env, "DOCKER_CONFIG": str(config), "IMAGEKIT_CACHE_REGISTRY": f"{registry.host}/ml"}
+    reports = tmp_path / "reports"
+    argv = [sys.executable, "-m", "imagekit", "build", *ws.matrices, "--reports", str(reports), "--only", EXTENSION_ID]
+    log = reports / "logs" / f"build-{EXTENSION_ID}.log"
+
+    def rebuild() -> str:
+        engine.remove_image(before)  # the parent stays: an extension is built on it
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+        pub.outputs.append(out.stdout + out.stderr)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert "build cache: " in out.stdout and "read and written" in out.stdout
+        return log.read_text()
+
+    def extension_steps() -> list[str]:
+        return [r.get("Description", "") for r in engine.build_cache() if "parent-constraints" in r.get("Description", "")]
+
+    try:
+        written = rebuild()
+        assert f"buildcache-{EXTENSION_ID}" in registry.tags(pub.path), written[-3000:]
+        assert engine.inspect_image(tag)["Id"] == before
+        assert extension_steps(), "the extension's pip step should be in the local build cache after a build"
+
+        engine.drop_build_cache(ws.cache_before)
+        assert extension_steps() == [], "the local build cache must not hold the extension's steps any more"
+        cached = rebuild()
+        assert f"importing cache manifest from {registry.host}/ml/{ws.repo}:buildcache-{EXTENSION_ID}" in cached, cached[-3000:]
+        pip_step = next(line.split()[0] for line in cached.splitlines() if "parent-constraints" in line and line.startswith("#"))
+        assert f"{pip_step} CACHED" in cached, cached[-3000:]
+        assert "Installing collected packages" not in cached
+        assert engine.inspect_image(tag)["Id"] == before, "the image built from the registry cache differs"
+    finally:
+        for t in tags:  # the session's other tests get the extension back
+            if engine.inspect_image(t) is None and engine.inspect_image(tag) is not None:
+                engine.tag(tag, t)
+
+
 def test_layers_reads_two_published_images_from_the_registry_with_docker_logins_credentials(published, pub, registry, ws, tmp_path):
     base, extension = published["records"]
     a, b = f"{registry.host}/ml/{ws.repo}@{base['digest']}", f"{registry.host}/ml/{ws.repo}@{extension['digest']}"

@@ -119,6 +119,7 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
         f"  staging: {registry.host}/staging\n"
         "  classes: {legacy-20: {runs_on: [self-hosted, linux, engine-20]}}\n"
         "  require: [gpu, legacy-20]\n"
+        f"  build_cache: {registry.host}/staging\n"
     )
     matrices = [ws.matrices[i + 1] for i, a in enumerate(ws.matrices) if a == "--matrix"]
     # What this machine sets differently from a GPU runner: its engine, its matrix files (the local
@@ -139,6 +140,7 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
     (cell,) = plan(repo, tmp_path, ctx, overrides)
     tests = {c["runner_class"]: c for c in json.loads(ctx.needs_outputs["plan"]["tests"])["include"]}
     assert cell["images"] == f"{IMAGE_ID} {EXTENSION_ID}" and cell["runs_on"] == ["self-hosted", "linux"], "a build needs no GPU"
+    assert cell["cache_registry"] == f"{registry.host}/staging"
     assert set(tests) == {"gpu", "legacy-20"} and tests["gpu"]["runs_on"] == ["self-hosted", "linux", "gpu", "nvidia-525"]
     assert tests["legacy-20"]["runs_on"] == ["self-hosted", "linux", "engine-20", "nvidia-525"]
     ctx.matrix = cell
@@ -149,7 +151,11 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
 
     # Build and stage: the images `built` made are unchanged; staging pushes them by content tag.
     build = JobRunner(WORKFLOW, "build", ctx, repo, tmp_path / "runner-build", artifacts, overrides)
-    passed(build.run(), skipped=("Lock against fresh bases and packages (weekly)",))
+    built_job = build.run()
+    passed(built_job, skipped=("Lock against fresh bases and packages (weekly)",))
+    # ci.build_cache: the build logs BuildKit in to the registry that keeps its cache, and uses it.
+    login, build_step = (next(r for r in built_job if r.name == n) for n in ("Log BuildKit in to the build cache", "Build"))
+    assert "Login Succeeded" in login.output and f"build cache: {registry.host}/staging, read and written" in build_step.output
     base_ref, ext_ref = _staged_reference(artifacts, IMAGE_ID), _staged_reference(artifacts, EXTENSION_ID)
     digest = base_ref.rsplit("@", 1)[1]
     assert base_ref.startswith(f"{registry.host}/staging/{ws.repo}@sha256:") and IMAGE_ID not in registry.tags(f"staging/{ws.repo}")

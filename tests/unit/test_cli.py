@@ -149,7 +149,11 @@ def test_github_cells_group_extensions_with_their_parent_and_carry_runner_labels
     runtime = cells["2.6.0-cu121-py3.11-runtime"]
     assert runtime["images"] == "2.6.0-cu121-py3.11-runtime 2.6.0-cu121-py3.11-runtime-tracking"
     assert runtime["runs_on"] == ["self-hosted", "linux"], "a build needs no GPU"
-    assert all(c["changed"] and c["timeout_minutes"] == 120 for c in cells.values())
+    assert all(c["changed"] and c["timeout_minutes"] == 120 and c["cache_registry"] == "" for c in cells.values())
+    overlay = tmp_path / "cache.yaml"
+    overlay.write_text("ci: {build_cache: cache.example.com/ml/buildkit}\n")
+    with_cache = json.loads(imagekit("matrix", "list", *PRODUCT, "--matrix", str(overlay), "--format", "github").stdout)["include"]
+    assert {c["cache_registry"] for c in with_cache} == {"cache.example.com/ml/buildkit"}
     # Test cells: each family on each runner class it requires, with the driver branch it needs.
     tests = json.loads(imagekit("matrix", "list", *PRODUCT, "--format", "github-tests").stdout)["include"]
     assert [(c["id"], c["runner_class"]) for c in tests] == [(i, "gpu") for i in cells]

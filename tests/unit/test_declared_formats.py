@@ -261,7 +261,7 @@ def listing() -> dict[str, Any]:
 
 
 def test_cells_carry_exactly_the_declared_keys(listing):
-    assert cells.KEYS == ("id", "images", "runs_on", "timeout_minutes", "inputs_id", "changed")
+    assert cells.KEYS == ("id", "images", "runs_on", "timeout_minutes", "inputs_id", "changed", "cache_registry")
     assert all(tuple(c) == cells.KEYS for c in listing["include"])
 
 
