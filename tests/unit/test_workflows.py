@@ -139,7 +139,12 @@ def test_secrets_reach_only_the_registry_steps_and_no_job_can_write_to_the_repos
     data = workflow()
     assert data["permissions"] == {"contents": "read"}
     # The staging credentials push untested images and their test results; the release ones only promote.
-    allowed = {("build", "Log BuildKit in to the build cache"): "STAGING", ("build", "Stage"): "STAGING", ("test", "Test the staged digests"): "STAGING", ("promote", "Promote"): "REGISTRY"}
+    allowed = {
+        ("build", "Log BuildKit in to the build cache"): "STAGING",
+        ("build", "Stage"): "STAGING",
+        ("test", "Test the staged digests"): "STAGING",
+        ("promote", "Promote"): "REGISTRY",
+    }
     for name, job in data["jobs"].items():
         assert "permissions" not in job, name
         for step in job["steps"]:
