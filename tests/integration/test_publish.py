@@ -308,7 +308,7 @@ def test_a_builder_with_an_empty_cache_builds_an_unchanged_image_from_the_regist
         out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
         pub.outputs.append(out.stdout + out.stderr)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        assert "build cache: " in out.stdout and "read and written" in out.stdout
+        assert f"build cache: {registry.host}/ml, read and written" in out.stderr, out.stderr[-3000:]
         return log.read_text()
 
     def extension_steps() -> list[str]:
