@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
-from engines import ALL, CLASSIC, CONTAINERD, LEVEL
+from engines import ALL, CLASSIC, CONTAINERD, DOCKER20, LEVEL
 from helpers import xmllint_schema
 
 from imagekit.adapters.docker_engine import CONTAINER_LABEL, Engine
@@ -183,6 +183,9 @@ def test_unchanged_rebuild_is_skipped(built, ws):
         assert case.find("skipped").get("message").startswith(f"unchanged: {ws.repo}:{image_id}-")
 
 
+# The same on every engine, and minutes of the primary engine's time (its build, the healthy
+# image's whole suite) on the run's longest lane: Engine 20.10's has room (tests/engines.py).
+@pytest.mark.engines(DOCKER20, primary=False)
 @pytest.mark.tool("xmllint")
 def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, tmp_path):
     assert built.returncode == 0
@@ -404,6 +407,7 @@ def test_verify_rebuilds_both_images_to_the_same_content(built, ws, engine):
     assert not [r for r in torch_layers if not r["Shared"] and not r["InUse"]], torch_layers
 
 
+@pytest.mark.engines(CLASSIC, primary=False)  # file trees on every store; a rewritten rebuild costs minutes on the primary one
 def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
     assert built.returncode == 0
     overlay = tmp_path / "bump.yaml"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
-from engines import ALL, CONTAINERD
+from engines import ALL, CONTAINERD, PRIMARY
 from local_registry import LocalRegistry, serving
 
 from imagekit.adapters.docker_engine import Engine
@@ -134,13 +134,17 @@ def published(pub, registry, ws):
     registry.start()
     cut = {"code": proc.returncode, "stdout": stdout, "stderr": stderr, "tags": registry.tags(pub.path),
            "published": json.loads((ws.reports / "published.json").read_text())}  # fmt: skip
-    # Publish again as a user runs the whole job: `nox -s build test publish`, one argument set for
-    # the three sessions (build finds both images unchanged, test runs both suites again).
-    # What only some of them take goes through the environment, as README "Publishing" shows.
-    only_some = {"IMAGEKIT_REGISTRY": f"{registry.host}/ml", "IMAGEKIT_RETRIES": "1", "IMAGEKIT_GPUS": "none"}
-    second = subprocess.run([*ws.nox("build", "test", "publish"), "--", *ws.args()],
-                            capture_output=True, text=True, cwd=ROOT, env={**pub.env, **only_some}, timeout=1800)  # fmt: skip
-    pub.outputs.append(second.stdout + second.stderr)
+    if ws.engine_name == PRIMARY:
+        # Publish again as a user runs the whole job: `nox -s build test publish`, one argument set
+        # for the three sessions (build finds both images unchanged, test runs both suites again).
+        # What only some of them take goes through the environment, as README "Publishing" shows.
+        only_some = {"IMAGEKIT_REGISTRY": f"{registry.host}/ml", "IMAGEKIT_RETRIES": "1", "IMAGEKIT_GPUS": "none"}
+        second = subprocess.run([*ws.nox("build", "test", "publish"), "--", *ws.args()],
+                                capture_output=True, text=True, cwd=ROOT, env={**pub.env, **only_some}, timeout=1800)  # fmt: skip
+        pub.outputs.append(second.stdout + second.stderr)
+    else:
+        # The sessions are the same on every engine; the push is what differs: publish alone.
+        second = pub.run()
     return {"cut": cut, "second": second, "records": json.loads((ws.reports / "published.json").read_text())}
 
 
@@ -153,7 +157,9 @@ def test_a_push_cut_off_by_a_stopped_registry_recovers_without_loss_or_duplicate
     assert cut["published"] == [], "nothing half-pushed may be recorded as published"
 
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "unchanged" in second.stdout and "published" in second.stdout
+    assert "published" in second.stdout
+    if ws.engine_name == PRIMARY:
+        assert "unchanged" in second.stdout, "nox -s build finds both images unchanged"
     base, extension = published["records"]
     assert (base["image_id"], extension["image_id"]) == (IMAGE_ID, EXTENSION_ID)
     immutables = [r["tags"][0].rsplit(":", 1)[1] for r in (base, extension)]
