@@ -149,7 +149,7 @@ def test_an_extension_is_built_on_its_parents_exact_content_and_runs_its_own_tes
         assert cases[name].find("failure") is None and cases[name].find("error") is None and cases[name].find("skipped") is None, name
     props = {p.get("name"): p.get("value") for p in report.iter("property")}
     assert props["imagekit.content-id"] == labels["io.imagekit.content-id"]
-    assert summary_row(ws, EXTENSION_ID).startswith(f"| `{EXTENSION_ID}` | built | passed |")
+    assert summary_row(ws.reports, EXTENSION_ID).startswith(f"| `{EXTENSION_ID}` | built | passed |")
 
 
 def test_an_extension_cannot_swap_a_package_its_parent_was_tested_with(built, ws, tmp_path):
@@ -197,12 +197,14 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     # Its own copy of the session's lock, so the broken variant's entries stay out of the session's.
     lock_copy = tmp_path / "broken.lock"
     lock_copy.write_text(Path(ws.matrices[ws.matrices.index("--lock") + 1]).read_text())
-    args = ws.args("--matrix", str(overlay), "--lock", str(lock_copy))
+    # Its own reports too: pytest may order this test before those that read the session's reports.
+    reports = tmp_path / "reports"
+    args = [*ws.matrices, "--reports", str(reports), "--matrix", str(overlay), "--lock", str(lock_copy)]
     lock = ws.imagekit("lock", *ws.matrices, "--matrix", str(overlay), "--only", "*broken*", "--lock", str(lock_copy))
     assert lock.returncode == 0, lock.stdout + lock.stderr
     build = ws.imagekit("build", *args)
     assert build.returncode == 1, build.stdout + build.stderr
-    states = {c.get("name"): c for c in ET.parse(ws.reports / "junit" / "build.xml").getroot().iter("testcase")}
+    states = {c.get("name"): c for c in ET.parse(reports / "junit" / "build.xml").getroot().iter("testcase")}
     assert states[IMAGE_ID].find("skipped") is not None
     failure = states["2.6.0-broken-py3.11-runtime"].find("failure")
     assert failure is not None and "docker build exited" in failure.get("message")
@@ -215,13 +217,13 @@ def test_a_failing_image_neither_stops_nor_hides_the_others(built, ws, engine, t
     # The healthy base beside the broken one (its extension's suite adds minutes and nothing here).
     test = ws.imagekit("test", *args, "--gpus", "none", "--only", "*broken*", "--only", IMAGE_ID)
     assert test.returncode == 1
-    xmllint_schema(ws.reports / "junit.xml")
+    xmllint_schema(reports / "junit.xml")
     assert "2.6.0-broken-py3.11-runtime" in test.stdout and "not built" in test.stdout
-    assert summary_row(ws, IMAGE_ID).startswith(f"| `{IMAGE_ID}` | unchanged | passed |")
+    assert summary_row(reports, IMAGE_ID).startswith(f"| `{IMAGE_ID}` | unchanged | passed |")
 
 
-def summary_row(ws: Workspace, image_id: str) -> str:
-    return next(line for line in (ws.reports / "summary.md").read_text().splitlines() if f"`{image_id}`" in line)
+def summary_row(reports: Path, image_id: str) -> str:
+    return next(line for line in (reports / "summary.md").read_text().splitlines() if f"`{image_id}`" in line)
 
 
 @pytest.fixture
@@ -421,9 +423,10 @@ def test_verify_shows_what_a_changed_pin_changed(built, ws, tmp_path):
     assert relock.returncode == 0, relock.stderr
     assert "protobuf==5.29.2" in yaml.safe_load(lock.read_text())["images"][EXTENSION_ID]["requirements"]
 
-    out = ws.imagekit("verify", *ws.args(*changed), EXTENSION_ID, timeout=1200)
+    reports = tmp_path / "reports"  # its own: the session's verify records belong to the test above
+    out = ws.imagekit("verify", *ws.matrices, *changed, "--reports", str(reports), EXTENSION_ID, timeout=1200)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
-    record = json.loads((ws.reports / f"verify-{EXTENSION_ID}.json").read_text())
+    record = json.loads((reports / f"verify-{EXTENSION_ID}.json").read_text())
     assert record["state"] == "different" and "inputs changed since it was built" in record["message"]
     whats = {d["path"]: d["what"] for d in record["differences"]}
     site = "opt/venv/lib/python3.11/site-packages"
