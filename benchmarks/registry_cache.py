@@ -7,7 +7,8 @@ committed lock) is built on Engine 28.5 with the containerd image store (the sto
 exports a registry cache). First a seed build writes the cache to a loopback registry
 (`imagekit build --cache-registry`); then, `--repeat` times (default 2), alternating:
 
-- cold: the engine emptied (images, build cache and pip's cache mount), `imagekit build`;
+- cold: the engine emptied (every image but the local base, the build cache, pip's cache mount),
+  `imagekit build`;
 - from the registry cache: the engine emptied the same way, `imagekit build --cache-registry`.
 
 Method: each build is timed from the command's start to its end (the image loaded and tagged; the
@@ -45,22 +46,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from layers import BASE_MATRICES, IMAGE, ROOT, Registry, engine_env, make_local_base, summary, workspace  # noqa: E402
 
 ENGINE = "docker28-containerd"
+LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"  # scripts/make-local-base, overlays/local-debian.yaml
 _DOWNLOAD = re.compile(r"Downloading \S+ \(([0-9.]+) (kB|MB|GB)\)")
 _UNIT = {"kB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
-def emptied(client: docker.DockerClient, env: dict[str, str]) -> None:
-    """No image, no build cache (pip's cache mount included); the local base made again."""
+def emptied(client: docker.DockerClient) -> None:
+    """No image but the local base, no build cache (pip's cache mount included). The base stays:
+    a second build host pulls the very same base by digest, and `make-local-base` gives a new image
+    id each time it runs, which would stale the lock and every cache key after FROM."""
     for image in client.images.list(all=True):
+        if LOCAL_BASE in image.tags:
+            continue
         try:
             client.images.remove(image.id, force=True)
         except docker.errors.APIError:
             pass
     client.api.prune_builds(all=True)
-    make_local_base(env)
 
 
-def build(env: dict[str, str], args: list[str], work: Path, cache: str | None) -> dict[str, Any]:
+def build(env: dict[str, str], args: list[str], work: Path, cache: str | None, label: str = "") -> dict[str, Any]:
+    label = label or ("registry cache" if cache else "cold")
     reports = work / f"reports-{uuid.uuid4().hex[:6]}"
     extra = ["--cache-registry", cache] if cache else []
     started = time.monotonic()
@@ -72,7 +78,7 @@ def build(env: dict[str, str], args: list[str], work: Path, cache: str | None) -
     log = (reports / "logs" / f"build-{IMAGE}.log").read_text(errors="replace")
     pypi = sum(float(n) * _UNIT[u] for n, u in _DOWNLOAD.findall(log))
     cached = len(re.findall(r"^#\d+ CACHED$", log, flags=re.M))
-    print(f"  {'registry cache' if cache else 'cold'}: {seconds:.0f} s, {pypi / 1e9:.2f} GB from PyPI, {cached} steps cached", flush=True)
+    print(f"  {label}: {seconds:.0f} s, {pypi / 1e9:.2f} GB from PyPI, {cached} steps cached", flush=True)
     return {"seconds": round(seconds, 1), "pypi_bytes": int(pypi), "cached_steps": cached}
 
 
@@ -92,20 +98,21 @@ def main() -> int:
             shutil.copy(ROOT / "overlays" / "local-debian.lock", lock)
             args = [*(w for m in BASE_MATRICES for w in ("--matrix", m)), "--matrix", str(work / "repo.yaml"), "--lock", str(lock)]
             cache = f"{registry.host}/cache"
-            emptied(client, env)
+            make_local_base(env)
+            emptied(client)
             subprocess.run(
                 [sys.executable, "-m", "imagekit", "lock", *args, "--only", IMAGE], cwd=ROOT, env=env, check=True, capture_output=True
             )
             print("seed: a cold build that writes the registry cache", flush=True)
-            seed = build(env, args, work, cache)
+            seed = build(env, args, work, cache, "seed")
             stored = registry.stored()
             for i in range(options.repeat):
                 for kind in ("cold", "registry cache") if i % 2 == 0 else ("registry cache", "cold"):
-                    emptied(client, env)
+                    emptied(client)
                     runs[kind].append(build(env, args, work, cache if kind == "registry cache" else None))
         finally:
             registry.close()
-            emptied(client, env)
+            emptied(client)
     medians = {kind: summary([r["seconds"] for r in found]) for kind, found in runs.items()}
     result = {
         "benchmark": "registry-cache",
