@@ -43,7 +43,7 @@ from typing import Any
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from layers import BASE_MATRICES, IMAGE, ROOT, Registry, engine_env, make_local_base, summary, workspace  # noqa: E402
+from layers import BASE_MATRICES, IMAGE, ROOT, Registry, empty, engine_env, make_local_base, summary, workspace  # noqa: E402
 
 ENGINE = "docker28-containerd"
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"  # scripts/make-local-base, overlays/local-debian.yaml
@@ -55,14 +55,8 @@ def emptied(client: docker.DockerClient) -> None:
     """No image but the local base, no build cache (pip's cache mount included). The base stays:
     a second build host pulls the very same base by digest, and `make-local-base` gives a new image
     id each time it runs, which would stale the lock and every cache key after FROM."""
-    for image in client.images.list(all=True):
-        if LOCAL_BASE in image.tags:
-            continue
-        try:
-            client.images.remove(image.id, force=True)
-        except docker.errors.APIError:
-            pass
-    client.api.prune_builds(all=True)
+    empty(client, keep=(LOCAL_BASE,))
+    client.api.prune_builds(all=True)  # `empty` keeps cache mounts; a cold build has no pip cache either
 
 
 def build(env: dict[str, str], args: list[str], work: Path, cache: str | None, label: str = "") -> dict[str, Any]:

@@ -106,9 +106,10 @@ def cells(
             "timeout_minutes": matrix.ci.timeout_minutes,
             "inputs_id": ident,
             "changed": previous is None or previous.get(base.id) != ident,
+            "cache_registry": matrix.ci.build_cache or "",
         }
         if not tests:
-            out.append(Cell(runs_on=list(matrix.ci.runs_on), cache_registry=matrix.ci.build_cache or "", **shared).model_dump())
+            out.append(Cell(runs_on=list(matrix.ci.runs_on), **shared).model_dump())
             continue
         for name in matrix.ci.classes_for(family):
             out.append(TestCell(runs_on=matrix.ci.labels(base, name), runner_class=name, **shared).model_dump())

@@ -294,11 +294,10 @@ def test_a_builder_with_an_empty_cache_builds_an_unchanged_image_from_the_regist
     """`build --cache-registry`: a build writes BuildKit's cache (mode=max) to the registry; with
     its image and every build cache record this session made gone, the next build takes the
     extension's steps from that cache (its log says CACHED, pip installs nothing) and gives the
-    same image, bit for bit. The cache lies in the repository the images were published to, so its
-    parent layers are blobs the registry already holds."""
+    same image, bit for bit. The cache lies in the repository the images were published to."""
     tag = f"{ws.repo}:{EXTENSION_ID}"
-    before = engine.inspect_image(tag)["Id"]
-    tags = engine.inspect_image(tag)["RepoTags"]
+    attrs = engine.inspect_image(tag)
+    before, tags = attrs["Id"], attrs["RepoTags"]
     # BuildKit reaches the registry with what `docker login` stored, beside the engine's buildx plugin.
     config = tmp_path / "docker-config"
     shutil.copytree(ws.env["DOCKER_CONFIG"], config, symlinks=True)
