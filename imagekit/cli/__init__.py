@@ -12,14 +12,14 @@ from types import ModuleType
 from typing import Any
 
 from imagekit import console
-from imagekit.cli import build, diff, doctor, layers, lock, manifest, matrix, promote, publish, render, smoke, stage, test, verify
+from imagekit.cli import build, check, diff, doctor, layers, lock, manifest, matrix, promote, publish, render, smoke, stage, test, verify
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args
 from imagekit.errors import ConfigurationError, ImagekitError
 
 COMMANDS: dict[str, ModuleType] = {
     "matrix": matrix, "render": render, "lock": lock, "build": build, "stage": stage, "test": test, "smoke": smoke,
-    "publish": publish, "promote": promote, "verify": verify, "manifest": manifest, "diff": diff, "layers": layers, "doctor": doctor,
+    "publish": publish, "promote": promote, "check": check, "verify": verify, "manifest": manifest, "diff": diff, "layers": layers, "doctor": doctor,
 }  # fmt: skip
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from imagekit import console
-from imagekit.adapters import docker_engine, git, host
+from imagekit.adapters import cosign, docker_engine, git, host
 from imagekit.adapters.buildkit import OCI, ZSTD_TIP, Builder, BuildProcesses, find_builder
-from imagekit.adapters.registry import Registry, auth_config, insecure
+from imagekit.adapters.registry import CERTS_D, Registry, auth_config, insecure
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.core import lock as lock_mod
-from imagekit.core.evidence import StagedImage, read_staged
+from imagekit.core.evidence import RunnerClass, StagedImage, read_staged
 from imagekit.core.lock import pins
 from imagekit.core.matrix import ImageSpec, Matrix, load_matrix
 from imagekit.core.provenance import Provenance
@@ -25,7 +25,7 @@ from imagekit.files import write_atomic
 from imagekit.outcomes import State
 from imagekit.reports import ReportsDir
 from imagekit.stages import reproducibility
-from imagekit.stages.ports import BuildRunner, Engine, HostRunner, RegistryClient
+from imagekit.stages.ports import BuildRunner, Engine, HostRunner, RegistryClient, Signer
 from imagekit.stages.relock import Resolvers, update_lock
 
 
@@ -43,6 +43,10 @@ class Adapters:
     provenance: Callable[[Path, str | None], Provenance] = git.collect  # the matrix's folder, its `source`
     probe: host.Probe = host.run_probe  # host tools: nvidia-smi, the docker CLIs
     host_runner: HostRunner = host.run_logged  # `imagekit smoke`'s pytest on this host
+    # cosign with the site's keys: (registry host → how to reach it, private key or None, public key or None)
+    signer: Callable[[Callable[[str], cosign.RegistryAccess], cosign.SigningKey | None, str | None], Signer] = lambda access, key, public: (
+        cosign.KeyedSigner(cosign.Cosign(access), key, public)
+    )
 
 
 class Args:
@@ -111,6 +115,46 @@ def registry(use: Adapters, host: str, docker: Engine | None = None, *, environm
     except Exception:  # noqa: BLE001 - no engine here: Docker's defaults decide, as they would for `docker push`
         info = None
     return use.registry(host, environment_credentials=environment_credentials, insecure=insecure(host, info))
+
+
+def signer(use: Adapters, docker: Engine | None, public: str | None = None, *, environment_credentials: bool = True) -> Signer | None:
+    """cosign with the site's key (IMAGEKIT_SIGNING_KEY, its password in IMAGEKIT_SIGNING_PASSWORD),
+    reaching each registry as this host's Docker does; None when no key is set and no ``public``
+    key was given (signing is off). ``environment_credentials`` False: `docker login`'s alone, as
+    for a host named on a command line (see `registry`)."""
+    value = "" if public is not None else os.environ.get("IMAGEKIT_SIGNING_KEY", "")
+    if not value and public is None:
+        return None
+    key = (
+        cosign.SigningKey(cosign.key_reference(value, "IMAGEKIT_SIGNING_KEY"), os.environ.get("IMAGEKIT_SIGNING_PASSWORD", ""))
+        if value
+        else None
+    )
+    info = None
+    try:
+        info = (docker or use.engine()).info()
+    except Exception:  # noqa: BLE001 - no engine here: Docker's defaults decide, as for `registry`
+        info = None
+
+    def access(host_name: str) -> cosign.RegistryAccess:
+        ca = CERTS_D / host_name / "ca.crt"
+        auth = use.registry_auth(host_name) if environment_credentials else None
+        credentials = (auth["username"], auth["password"]) if auth else None
+        return cosign.RegistryAccess(insecure(host_name, info), ca if ca.is_file() else None, credentials)
+
+    return use.signer(access, key, public)
+
+
+def local_runner(use: Adapters, docker: Engine, name: str = "local") -> RunnerClass:
+    """This host as a runner class: its GPUs and driver as nvidia-smi sees them, and its engine."""
+    version = docker.version()
+    gpus = host.nvidia_gpus(use.probe) or []
+    return RunnerClass(
+        name=name,
+        gpus=tuple(g.name for g in gpus),
+        driver=gpus[0].driver if gpus else "",
+        engine=f"Engine {version.get('Version', '?')}, {docker.describe_store()}",
+    )
 
 
 def staged_images(matrix: Matrix, images: list[ImageSpec], path: Path) -> dict[str, StagedImage]:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
+
 from imagekit import console
 from imagekit.cli import options as o
-from imagekit.cli.common import Adapters, Args, load
+from imagekit.cli.common import Adapters, Args, load, signer
 from imagekit.cli.options import DEFAULT_MATRIX
 from imagekit.errors import RunFailed
-from imagekit.stages.doctor import run_checks
+from imagekit.stages.doctor import run_checks, signing_check
 
 HELP = "what this host can build and run"
 OPTIONS = (o.MATRIX, o.ONLY)
+
+
+def _cosign(use: Adapters) -> str:
+    """The signer publish would use (its key checked), as it describes itself."""
+    found = signer(use, None)
+    if found is None:
+        return "no signer"
+    try:
+        return found.describe()
+    finally:
+        found.close()
 
 
 def run(args: Args, use: Adapters) -> int:
@@ -18,6 +31,7 @@ def run(args: Args, use: Adapters) -> int:
     images = matrix.select(args.only) if matrix else []
     # The engine unreached: an unreachable engine is one of the findings, not an error.
     checks = run_checks(images, use.engine(), lambda: use.builder(use.probe), use.runner(), use.probe, matrix.ci if matrix else None)
+    checks.append(signing_check(os.environ.get("IMAGEKIT_SIGNING_KEY", ""), lambda: _cosign(use)))
     for check in checks:
         console.info(f"{check.state:>4}  {check.name}: {check.detail}")
         if check.tip:

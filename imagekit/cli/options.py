@@ -214,6 +214,20 @@ RETRIES = Option(
     default=3,
     metavar="N",
 )
+KEY = Option(
+    "--key",
+    "the public key that verifies the site's signatures: a cosign.pub file or a KMS URI",
+    env="IMAGEKIT_VERIFY_KEY",
+    metavar="PUB",
+)
+REQUIRE_CLASS = Option(
+    "--require-class",
+    "a runner class whose verified pass is required (repeatable; default: a pass on any class)",
+    env="IMAGEKIT_REQUIRE_CLASS",
+    kind="list",
+    type=_runner_class,
+    metavar="NAME",
+)
 FORMAT = Option("--format", "output format", type=str, default="table", choices=("table", "json"))
 LIST_FORMAT = Option(
     "--format",

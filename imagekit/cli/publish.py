@@ -7,6 +7,7 @@ import json
 
 from imagekit import console
 from imagekit.adapters.registry import split_reference
+from imagekit.cli import common
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, append_summary, conclude, current_lock, engine, load, lock_path, registry, rendered
 from imagekit.core.matrix import Matrix
@@ -14,6 +15,7 @@ from imagekit.errors import ConfigurationError
 from imagekit.files import write_atomic
 from imagekit.reports import ReportsDir
 from imagekit.stages.publish import Publisher, PublishOutcome, Retry, publish_images
+from imagekit.stages.signing import Signing
 
 HELP = "push tested images to the registry, immutable tag first"
 OPTIONS = (o.MATRIX, o.ONLY, o.LOCK, o.REPORTS, o.REGISTRY, o.DRY_RUN, o.RETRIES)
@@ -32,12 +34,14 @@ def push(args: Args, use: Adapters, *, target: str | None, staging: bool) -> tup
     ``staging``), each outcome in the matrix's order."""
     matrix = load(args)
     images = matrix.select(args.only)
-    found = rendered(matrix, images, current_lock(matrix, images, lock_path(args, matrix)))
+    lock = current_lock(matrix, images, lock_path(args, matrix))
+    found = rendered(matrix, images, lock)
     target = target or _default_target(matrix, staging)
     folder = ReportsDir(args.reports)
     host, _ = split_reference(target)
     docker = engine(use)
     dry_run = getattr(args, "dry_run", False)
+    signing = None if dry_run else common.signer(use, docker)
     publisher = Publisher(
         docker,
         registry(use, host, docker),
@@ -47,9 +51,17 @@ def push(args: Args, use: Adapters, *, target: str | None, staging: bool) -> tup
         dry_run=dry_run,
         retry=Retry(attempts=args.retries + 1),
         staging=staging,
+        signing=Signing(signing, lock, docker, common.local_runner(use, docker)) if signing else None,
     )
-    console.info(f"{'plan: ' if dry_run else ''}{'staging' if staging else 'publishing'} {len(found)} image(s) to {target}")
-    return publish_images(found, publisher), folder
+    console.info(f"{'plan: ' if dry_run else ''}{'staging' if staging else 'publishing'} {len(found)} image(s) to {target}"
+                 + ("" if signing is None else ", signing each digest (IMAGEKIT_SIGNING_KEY)" if not dry_run else ""))  # fmt: skip
+    if signing is None and not dry_run:
+        console.warn("not signing: IMAGEKIT_SIGNING_KEY is not set, so the pushed digests carry no signature, SBOM or test attestation")
+    try:
+        return publish_images(found, publisher), folder
+    finally:
+        if signing is not None:
+            signing.close()
 
 
 def _default_target(matrix: Matrix, staging: bool) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from imagekit import console, reports
-from imagekit.adapters import host
 from imagekit.cli import options as o
 from imagekit.cli.common import (
     Adapters,
@@ -13,13 +12,13 @@ from imagekit.cli.common import (
     current_lock,
     engine,
     load,
+    local_runner,
     lock_path,
     registry,
     rendered,
     require_smoke,
     staged_images,
 )  # fmt: skip
-from imagekit.core.evidence import RunnerClass
 from imagekit.core.matrix import ImageSpec, Matrix
 from imagekit.core.render import variant_drivers
 from imagekit.errors import ConfigurationError
@@ -76,14 +75,7 @@ def _staged(
             tip="declare it under ci.classes, with the runner labels of its test jobs",
         )
     staged = staged_images(matrix, images, args.staged)
-    version = docker.version()
-    gpus = host.nvidia_gpus(use.probe) or []
-    runner = RunnerClass(
-        name=args.runner_class,
-        gpus=tuple(g.name for g in gpus),
-        driver=gpus[0].driver if gpus else "",
-        engine=f"Engine {version.get('Version', '?')}, {docker.describe_store()}",
-    )
+    runner = local_runner(use, docker, args.runner_class)
     clients: dict[str, RegistryClient] = {}
 
     def client(host_name: str) -> RegistryClient:

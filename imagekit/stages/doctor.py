@@ -141,3 +141,24 @@ def run_checks(
         )
     )
     return checks
+
+
+NO_TLOG = ("no transparency log: signatures are checked against the site's key alone, so nothing public records "
+           "when the key signed, and a leaked key's signatures cannot be told from yours (README \"Signing and evidence\")")  # fmt: skip
+
+
+def signing_check(key: str, cosign: Callable[[], str]) -> Check:
+    """Whether publish and stage can sign here: ``key`` is IMAGEKIT_SIGNING_KEY's value ("" when
+    unset); ``cosign`` describes the cosign found, or raises ImagekitError."""
+    if not key:
+        return Check(
+            "signing",
+            Finding.INFO,
+            "off: IMAGEKIT_SIGNING_KEY is not set, so publish and stage push digests with no signature, SBOM or test attestation",
+            "cosign generate-key-pair, then IMAGEKIT_SIGNING_KEY=cosign.key and IMAGEKIT_SIGNING_PASSWORD in the publishing job",
+        )
+    try:
+        found = cosign()
+    except ImagekitError as exc:
+        return Check("signing", Finding.FAIL, exc.message, exc.tip or "")
+    return Check("signing", Finding.OK, f"{found}, key {key[:120]}; {NO_TLOG}")

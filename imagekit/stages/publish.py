@@ -26,6 +26,7 @@ from imagekit.outcomes import Published
 from imagekit.reports import CONTENT_ID_PROPERTY, ReportsDir, smoke_verdict
 from imagekit.stages.identity import resolve_identity
 from imagekit.stages.ports import Engine, RegistryClient
+from imagekit.stages.signing import Signing
 
 T = TypeVar("T")
 
@@ -62,9 +63,10 @@ class PublishOutcome:
     parent: str = ""  # an extension's parent, as registry/repository@digest
     content_id: str = ""
     reference: str = ""  # registry/repository@digest
+    evidence: list[str] = field(default_factory=list)  # what verified for the digest, when signing is on
 
     def record(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k not in ("parent", "report") or v)}
+        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k not in ("parent", "report", "evidence") or v)}
 
 
 def gate(ident: Identity, report: Path) -> str | None:
@@ -99,6 +101,9 @@ class Publisher:
     # Staging (`imagekit stage`) pushes untested images under their immutable tag alone: the test
     # jobs that follow make the evidence, and promotion puts the moving tag on in the release repository.
     staging: bool = False
+    # Signing on (IMAGEKIT_SIGNING_KEY): each pushed digest gets its signature, SBOM and (publish)
+    # smoke-test attestation, verified before the moving tag moves.
+    signing: Signing | None = None
 
     def __post_init__(self) -> None:
         self.host, _ = split_reference(self.registry_ref)
@@ -147,6 +152,10 @@ class Publisher:
                 return out
             pushed = self._push(target, immutable, ident.content_tag) if existing is None else existing.digest
             manifest = self._read_back(path, immutable, key, pushed)
+            if self.signing is not None:
+                report = None if self.staging else self.reports.test_junit(image.id)
+                checked = self.signing.ensure(rendered, ident.content_id, f"{target}@{manifest.digest}", out.parent, report)
+                out.evidence = checked.lines()
             if not self.staging:
                 moved = self._read_back(path, moving, key, self._push(target, moving, ident.content_tag))
                 if moved.digest != manifest.digest:

@@ -19,21 +19,34 @@ from pathlib import Path
 
 import pytest
 import requests
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, LOCAL_BASE, ROOT, Workspace, failures, run_suite
-from engines import ALL, CONTAINERD, PRIMARY
+from engines import ALL, CLASSIC, CONTAINERD, PRIMARY
+from helpers import find_tool
 from local_registry import LocalRegistry, serving
 
 from imagekit.adapters.docker_engine import Engine
 from imagekit.adapters.registry import MANIFEST_TYPES
+from imagekit.core import attestation as at
+from imagekit.core.lock import Lock
+from imagekit.core.sbom import hashed_pins
 
 # Pushes differ by store: the classic store compresses layers as it pushes and names the image by
 # its config; the containerd store pushes the very manifest it holds, and names the image by it.
 # Engine 20.10 too: the offline recipe must publish from the engine a site may still run.
 # The registry is Debian's docker-registry with an htpasswd file and an openssl-made CA (tests/local_registry.py).
-pytestmark = [pytest.mark.docker, pytest.mark.engines(*ALL), pytest.mark.tool("docker-registry", "htpasswd", "openssl")]
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.engines(*ALL),
+    pytest.mark.tool("docker-registry", "htpasswd", "openssl", "cosign-2.5", "cosign-3.1"),
+]
 
 USER = "imagekit-ci"
 PASSWORD = f"registry-pw-{uuid.uuid4().hex}"
+KEY_PASSWORD = f"signing-key-pw-{uuid.uuid4().hex}"
+# Both cosign generations sign here: 2.5 on the classic store's engine, 3.1 on the others.
+COSIGN = {CLASSIC: "cosign-2.5"}
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +56,16 @@ def registry(engine: Engine, tmp_path_factory: pytest.TempPathFactory):
 
 
 class Publish:
-    def __init__(self, ws: Workspace, registry: LocalRegistry) -> None:
+    def __init__(self, ws: Workspace, registry: LocalRegistry, keys: Path) -> None:
         self.ws, self.registry = ws, registry
-        self.env = {**ws.env, "IMAGEKIT_REGISTRY_USER": USER, "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD}
+        self.cosign = find_tool(COSIGN.get(ws.engine_name, "cosign-3.1"))
+        assert self.cosign is not None
+        self.public_key = keys / "cosign.pub"
+        subprocess.run([*self.cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True,
+                       env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD})  # fmt: skip
+        self.env = {**ws.env, "IMAGEKIT_REGISTRY_USER": USER, "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD,
+                    "IMAGEKIT_SIGNING_KEY": str(keys / "cosign.key"), "IMAGEKIT_SIGNING_PASSWORD": KEY_PASSWORD,
+                    "IMAGEKIT_COSIGN": self.cosign[0]}  # fmt: skip
         self.path = f"ml/{ws.repo}"
         self.outputs: list[str] = []
 
@@ -58,6 +78,12 @@ class Publish:
         self.outputs.append(out.stdout + out.stderr)
         return out
 
+    def fetch(self, path: str, accept: str = "*/*") -> str:
+        r = requests.get(f"https://{self.registry.host}/v2/{path}", auth=(USER, PASSWORD), headers={"Accept": accept},
+                         verify=str(self.registry.folder / "ca.crt"), timeout=30)  # fmt: skip
+        r.raise_for_status()
+        return r.text
+
     def digest(self, path: str, tag: str) -> tuple[str, str] | None:
         """(manifest digest, config digest) the registry holds for path:tag."""
         r = requests.get(f"https://{self.registry.host}/v2/{path}/manifests/{tag}", auth=(USER, PASSWORD),
@@ -67,9 +93,9 @@ class Publish:
 
 
 @pytest.fixture(scope="module")
-def pub(built, ws, registry) -> Publish:
+def pub(built, ws, registry, tmp_path_factory) -> Publish:
     assert built.returncode == 0, built.stderr[-3000:]
-    return Publish(ws, registry)
+    return Publish(ws, registry, tmp_path_factory.mktemp("signing-keys"))
 
 
 def test_an_untested_image_is_refused(pub, ws, registry, tmp_path):
@@ -163,13 +189,61 @@ def test_a_push_cut_off_by_a_stopped_registry_recovers_without_loss_or_duplicate
     base, extension = published["records"]
     assert (base["image_id"], extension["image_id"]) == (IMAGE_ID, EXTENSION_ID)
     immutables = [r["tags"][0].rsplit(":", 1)[1] for r in (base, extension)]
-    assert registry.tags(pub.path) == sorted([IMAGE_ID, EXTENSION_ID, *immutables])
+    tags = registry.tags(pub.path)
+    assert [t for t in tags if not t.startswith("sha256-")] == sorted([IMAGE_ID, EXTENSION_ID, *immutables])
+    # Signing was on: each digest has its signature and its attestations (cosign's tag schema), nothing else.
+    assert [t for t in tags if t.startswith("sha256-")] == sorted(
+        f"{r['digest'].replace(':', '-')}.{s}" for r in (base, extension) for s in ("att", "sig")
+    )
     for record, immutable, moving in zip((base, extension), immutables, (IMAGE_ID, EXTENSION_ID), strict=True):
         assert record["digest"] == pub.digest(pub.path, immutable)[0] == pub.digest(pub.path, moving)[0]
         assert record["size"] > 10**9 and record["report"].endswith(f"{moving}.xml") and PASSWORD not in json.dumps(record)
     # The extension names the very parent manifest it sits on.
     assert extension["parent"] == f"{registry.host}/ml/{ws.repo}@{base['digest']}" and "parent" not in base
     assert "## published" in (ws.reports / "summary.md").read_text()
+
+
+def test_each_published_digest_carries_a_signature_an_sbom_and_a_passing_test_that_verify(published, pub, registry, ws, tmp_path):
+    """`nox -s build test publish` with IMAGEKIT_SIGNING_KEY: `imagekit check` and plain cosign, as
+    a consumer runs them with `docker login`'s credentials, accept each published image; the SBOM
+    lists every package of the lock with its version and hashes, and validates against CycloneDX 1.6."""
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (config / "config.json").write_text(json.dumps({"auths": {registry.host: {"auth": auth}}}))
+    env = {k: v for k, v in pub.env.items() if not k.startswith(("IMAGEKIT_REGISTRY_", "IMAGEKIT_SIGNING_"))} | {
+        "DOCKER_CONFIG": str(config)
+    }
+    refs = [f"{registry.host}/ml/{ws.repo}:{image_id}" for image_id in (IMAGE_ID, EXTENSION_ID)]
+    out = subprocess.run([sys.executable, "-m", "imagekit", "check", *refs, "--key", str(pub.public_key)],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)  # fmt: skip
+    pub.outputs.append(out.stdout + out.stderr)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("signature: 1 verified") == 2 and out.stdout.count("tests: passed on local") == 2
+    lock = Lock.read(Path(ws.matrices[ws.matrices.index("--lock") + 1]))
+    for record in published["records"]:
+        assert any(line.startswith("SBOM: CycloneDX 1.6") for line in record["evidence"]), record
+        ref = f"{registry.host}/ml/{ws.repo}@{record['digest']}"
+        cosign = [*pub.cosign, "verify-attestation", "--key", str(pub.public_key), "--insecure-ignore-tlog", "--type", "cyclonedx", ref]
+        verified = subprocess.run(cosign, capture_output=True, text=True, env=env, timeout=300)
+        assert verified.returncode == 0, verified.stderr
+        (statement,) = at.statements(verified.stdout)
+        sbom = statement.predicate
+        assert statement.about(record["digest"]) and JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(sbom)) is None
+        pip = {c["name"]: c for c in sbom["components"] if c.get("purl", "").startswith("pkg:pypi/")}
+        locked = hashed_pins(lock.images[record["image_id"]].requirements)
+        assert len(pip) == len(locked)
+        for name, version, hashes in locked:
+            component = pip[name.lower().replace("_", "-")]
+            assert component["version"] == version and sorted(h["content"] for h in component["hashes"]) == sorted(hashes)
+        # The CUDA libraries torch loads, from the image's own package manifest.
+        assert any({"name": "imagekit:cuda-library", "value": "true"} in c["properties"] for c in pip.values())
+        smoke = subprocess.run([*pub.cosign, "verify-attestation", "--key", str(pub.public_key), "--insecure-ignore-tlog",
+                                "--type", at.SMOKE_PREDICATE, ref], capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+        (statement,) = at.statements(smoke.stdout)
+        evidence = at.smoke_evidence(statement)
+        assert evidence is not None and evidence.ok and evidence.runner_class == "local"
+        assert evidence.content_id == record["content_id"] and evidence.image_id == record["image_id"]
 
 
 def test_immutable_tags_are_never_overwritten(published, pub, registry, engine, ws):
@@ -209,14 +283,25 @@ def test_pull_by_digest_into_a_clean_engine_and_smoke_it(published, pub, registr
         engine.drop_build_cache(ws.cache_before)
 
 
-def test_the_credential_never_leaks(published, pub, ws, engine):
+def test_the_credential_never_leaks(published, pub, ws, engine, registry):
     texts = {f"output {n}": out for n, out in enumerate(pub.outputs)}
     texts |= {str(p): p.read_text(errors="replace") for p in ws.reports.rglob("*") if p.is_file() and p.suffix != ".pt"}
     for image_id in (IMAGE_ID, EXTENSION_ID):
         texts[f"history {image_id}"] = json.dumps(engine.client.api.history(f"{ws.repo}:{image_id}"))
         texts[f"inspect {image_id}"] = json.dumps(engine.inspect_image(f"{ws.repo}:{image_id}"))
-    leaked = [where for where, text in texts.items() if PASSWORD in text]
-    assert leaked == [], f"the registry password appears in {leaked}"
+    # What signing put in the registry: signatures and attestations (their manifests and blobs).
+    for record in published["records"]:
+        for suffix in ("sig", "att"):
+            manifest = pub.fetch(
+                f"{pub.path}/manifests/{record['digest'].replace(':', '-')}.{suffix}", accept="application/vnd.oci.image.manifest.v1+json"
+            )
+            texts[f"{suffix} of {record['image_id']}"] = manifest + "".join(pub.fetch(f"{pub.path}/blobs/{layer['digest']}")
+                                                                              for layer in json.loads(manifest)["layers"])  # fmt: skip
+    leaked = [where for where, text in texts.items() for secret in (PASSWORD, KEY_PASSWORD) if secret in text]
+    assert leaked == [], f"the registry or signing key password appears in {leaked}"
+    key = (pub.public_key.parent / "cosign.key").read_text()
+    private = "".join(key.splitlines()[1:-1])
+    assert not any(private[:40] in text for text in texts.values()), "the private key's material appears in an output"
 
 
 def test_credentials_from_docker_login(published, pub, registry, ws, tmp_path):

@@ -12,6 +12,7 @@ from imagekit.adapters.buildkit import BuildProcesses, find_builder
 from imagekit.adapters.docker_engine import Engine
 from imagekit.cli.common import Adapters
 from imagekit.core.matrix import load_matrix
+from imagekit.errors import ConfigurationError
 from imagekit.outcomes import Finding
 from imagekit.stages import doctor
 
@@ -68,7 +69,8 @@ def test_doctor_cli_exits_1_and_prints_remedies(imagekit):
     fakes = Adapters(probe=nvidia_smi("550.54.14"), builder=lambda probe: find_builder(probe, clis=[]))
     out = imagekit("doctor", "--matrix", str(MATRIX), "--only", "*cu121*", adapters=fakes)
     assert out.returncode == 1
-    assert "ERROR 2 of 6 check(s) failed: docker engine, buildkit" in out.stderr
+    assert "ERROR 2 of 7 check(s) failed: docker engine, buildkit" in out.stderr
+    assert "  --  signing: off: IMAGEKIT_SIGNING_KEY is not set" in out.stderr
     assert "  ok  variant cu121: needs driver >= 525.60.13: runs on 550.54.14" in out.stderr
     assert (
         "  --  runner labels: as a self-hosted GitHub Actions test runner, give it its runner class's labels (gpu: self-hosted, linux, gpu) and: nvidia-525"
@@ -77,3 +79,14 @@ def test_doctor_cli_exits_1_and_prints_remedies(imagekit):
     assert "variant cu118" not in out.stderr  # --only narrows the variants judged
     assert "FAIL  docker engine: cannot reach the Docker engine" in out.stderr
     assert "FAIL  buildkit: no docker CLI found on PATH" in out.stderr
+
+
+def test_signing_says_what_it_uses_and_what_no_transparency_log_trades_away():
+    def missing() -> str:
+        raise ConfigurationError("cosign (cosign) is not installed here", tip="install cosign")
+
+    found = doctor.signing_check("/keys/cosign.key", lambda: "cosign 3.x (/usr/bin/cosign)")
+    assert found.state is Finding.OK and "cosign 3.x" in found.detail and "no transparency log" in found.detail
+    failed = doctor.signing_check("/keys/cosign.key", missing)
+    assert failed.state is Finding.FAIL and failed.tip == "install cosign"
+    assert doctor.signing_check("", missing).state is Finding.INFO
