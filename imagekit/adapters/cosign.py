@@ -34,7 +34,10 @@ from pathlib import Path
 from imagekit.errors import ConfigurationError, SigningError
 
 KMS = re.compile(r"(awskms|gcpkms|azurekms|hashivault|k8s|pkcs11):/{0,2}[^\s]{1,500}")
+# A key held in an environment variable (a CI secret), which cosign reads itself: `env://NAME`.
+ENV_KEY = re.compile(r"env://([A-Z_][A-Z0-9_]{0,63})")
 TIMEOUT_S = 300
+_HIDDEN = ("COSIGN_", "SIGSTORE_", "IMAGEKIT_")
 TIP_INSTALL = "install cosign 2.x or 3.x (Debian: `apt-get install cosign` from trixie or later) or point IMAGEKIT_COSIGN at one"
 
 
@@ -49,18 +52,42 @@ class RegistryAccess:
 
 @dataclass(frozen=True)
 class SigningKey:
-    """A private key cosign signs with: a key file or a KMS URI, and the file's password."""
+    """A private key cosign signs with: a key file, a KMS URI or `env://NAME`, and the key's
+    password; ``material``: the PEM itself (a CI secret), which cosign reads from its environment."""
 
     ref: str
     password: str = ""
+    material: str = ""
 
-    def __repr__(self) -> str:  # never print the password
-        return f"SigningKey({self.ref!r})"
+    def __repr__(self) -> str:  # never print the password or the key
+        return f"SigningKey({self.describe()!r})"
+
+    def describe(self) -> str:
+        return "the PEM key in IMAGEKIT_SIGNING_KEY" if self.material else f"key {self.ref[:200]}"
+
+
+_MATERIAL_VAR = "IMAGEKIT_COSIGN_KEY_MATERIAL"
+
+
+def signing_key(value: str, password: str) -> SigningKey:
+    """IMAGEKIT_SIGNING_KEY's value as a key: the PEM text cosign wrote (how a CI secret arrives),
+    else a key reference (`key_reference`)."""
+    if value.lstrip().startswith("-----BEGIN") and "PRIVATE KEY-----" in value:
+        return SigningKey(f"env://{_MATERIAL_VAR}", password, value)
+    return SigningKey(key_reference(value, "IMAGEKIT_SIGNING_KEY"), password)
 
 
 def key_reference(value: str, variable: str, *, public: bool = False) -> str:
-    """A key as given (IMAGEKIT_SIGNING_KEY, --key): a KMS URI passed through, or a readable file."""
+    """A key as given (IMAGEKIT_SIGNING_KEY, --key): a KMS URI passed through, `env://NAME` with
+    NAME set (not one of imagekit's own variables, which cosign never sees), or a readable file."""
     if KMS.fullmatch(value):
+        return value
+    if match := ENV_KEY.fullmatch(value):
+        if match.group(1).startswith(_HIDDEN) or not os.environ.get(match.group(1)):
+            raise ConfigurationError(
+                f"{variable}: {value} names an environment variable that is unset, empty or reserved",
+                tip="set that variable to the PEM key under a name not starting with IMAGEKIT_ or COSIGN_, or put the PEM itself in IMAGEKIT_SIGNING_KEY",
+            )
         return value
     path = Path(value)
     if not path.is_file():
@@ -136,6 +163,8 @@ class Cosign:
         self.generation()
         with self._registry_flags(reference) as (flags, env):
             env["COSIGN_PASSWORD"] = key.password if key else ""
+            if key is not None and key.material:
+                env[_MATERIAL_VAR] = key.material
             try:
                 out = subprocess.run(
                     [self.binary, argv[0], *flags, *argv[1:]],
@@ -153,7 +182,9 @@ class Cosign:
 
     @contextmanager
     def _registry_flags(self, reference: str | None) -> Iterator[tuple[list[str], dict[str, str]]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COSIGN_", "SIGSTORE_", "IMAGEKIT_REGISTRY_", "IMAGEKIT_SIGNING_"))}
+        # imagekit's own secrets stay here (the key's password goes as COSIGN_PASSWORD alone); a
+        # COSIGN_* or SIGSTORE_* setting of the host would change what cosign does behind our flags.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN)}
         if reference is None:
             yield [], env
             return
@@ -196,7 +227,7 @@ class KeyedSigner:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     def describe(self) -> str:
-        return self.cosign.describe()
+        return f"{self.cosign.describe()}, {self.key.describe() if self.key else f'public key {self._public}'}"
 
     def public(self) -> str:
         if self._public is None:

@@ -125,11 +125,7 @@ def signer(use: Adapters, docker: Engine | None, public: str | None = None, *, e
     value = "" if public is not None else os.environ.get("IMAGEKIT_SIGNING_KEY", "")
     if not value and public is None:
         return None
-    key = (
-        cosign.SigningKey(cosign.key_reference(value, "IMAGEKIT_SIGNING_KEY"), os.environ.get("IMAGEKIT_SIGNING_PASSWORD", ""))
-        if value
-        else None
-    )
+    key = cosign.signing_key(value, os.environ.get("IMAGEKIT_SIGNING_PASSWORD", "")) if value else None
     info = None
     try:
         info = (docker or use.engine()).info()

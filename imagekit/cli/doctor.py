@@ -31,7 +31,7 @@ def run(args: Args, use: Adapters) -> int:
     images = matrix.select(args.only) if matrix else []
     # The engine unreached: an unreachable engine is one of the findings, not an error.
     checks = run_checks(images, use.engine(), lambda: use.builder(use.probe), use.runner(), use.probe, matrix.ci if matrix else None)
-    checks.append(signing_check(os.environ.get("IMAGEKIT_SIGNING_KEY", ""), lambda: _cosign(use)))
+    checks.append(signing_check(bool(os.environ.get("IMAGEKIT_SIGNING_KEY")), lambda: _cosign(use)))
     for check in checks:
         console.info(f"{check.state:>4}  {check.name}: {check.detail}")
         if check.tip:

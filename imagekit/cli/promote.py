@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 from imagekit import console
+from imagekit.adapters.cosign import key_reference
 from imagekit.adapters.registry import split_reference
+from imagekit.cli import common
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, append_summary, conclude, load, registry, staged_images
 from imagekit.core.evidence import RunnerClass
@@ -18,7 +20,7 @@ from imagekit.stages.promote import Promoter, promote_images
 from imagekit.stages.publish import Retry
 
 HELP = "tag staged digests for release once every required runner class passed them; no layer moves"
-OPTIONS = (o.MATRIX, o.ONLY, o.REPORTS, o.STAGED, o.REGISTRY, o.DRY_RUN, o.RETRIES)
+OPTIONS = (o.MATRIX, o.ONLY, o.REPORTS, o.STAGED, o.REGISTRY, o.DRY_RUN, o.RETRIES, o.KEY)
 
 
 def run(args: Args, use: Adapters) -> int:
@@ -33,15 +35,21 @@ def run(args: Args, use: Adapters) -> int:
         )
     host, _ = split_reference(release)
     client = registry(use, host)
+    # The site's public key (--key), else the public half of IMAGEKIT_SIGNING_KEY: evidence checked.
+    checker = common.signer(use, None, key_reference(args.key, "--key", public=True) if args.key else None)
+    if checker is None:
+        console.warn("not checking signatures: no --key and no IMAGEKIT_SIGNING_KEY; promotion rests on the recorded test results alone")
     try:
         promoter = Promoter(
             client, release, matrix.ci.require, Evidence(lambda _host: client, RunnerClass("promote")), dry_run=args.dry_run,
-            retry=Retry(attempts=args.retries + 1),
+            retry=Retry(attempts=args.retries + 1), signer=checker,
         )  # fmt: skip
         console.info(f"{'plan: ' if args.dry_run else ''}promoting {len(images)} image(s) to {release}")
         outcomes = promote_images(images, staged, promoter)
     finally:
         client.close()
+        if checker is not None:
+            checker.close()
     # What it cost on the wire: manifests and result records, never a layer.
     console.info(f"registry traffic: {client.moved} bytes sent and received")
     if not args.dry_run:

@@ -17,6 +17,7 @@ from imagekit.cli.common import (
     registry,
     rendered,
     require_smoke,
+    signer,
     staged_images,
 )  # fmt: skip
 from imagekit.core.matrix import ImageSpec, Matrix
@@ -84,14 +85,25 @@ def _staged(
         return clients[host_name]
 
     console.info(f"testing {len(images)} staged image(s) on {runner.describe()}, GPUs: {options.gpus}")
+    signing = signer(use, docker)
     try:
         run = StagedRun(
-            docker, use.registry_auth, Evidence(client, runner), options, matrix.smoke_dir, folder, matrix.extension_tests, args.rerun
+            docker,
+            use.registry_auth,
+            Evidence(client, runner),
+            options,
+            matrix.smoke_dir,
+            folder,
+            matrix.extension_tests,
+            args.rerun,
+            signing,
         )
         return smoke_staged([i.id for i in images], staged, run)
     finally:
         for c in clients.values():
             c.close()
+        if signing is not None:
+            signing.close()
 
 
 def report(outcomes: list[SmokeOutcome], folder: ReportsDir, *, with_builds: bool) -> int:

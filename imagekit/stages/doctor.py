@@ -147,10 +147,10 @@ NO_TLOG = ("no transparency log: signatures are checked against the site's key a
            "when the key signed, and a leaked key's signatures cannot be told from yours (README \"Signing and evidence\")")  # fmt: skip
 
 
-def signing_check(key: str, cosign: Callable[[], str]) -> Check:
-    """Whether publish and stage can sign here: ``key`` is IMAGEKIT_SIGNING_KEY's value ("" when
-    unset); ``cosign`` describes the cosign found, or raises ImagekitError."""
-    if not key:
+def signing_check(key_set: bool, signer: Callable[[], str]) -> Check:
+    """Whether publish and stage can sign here: ``key_set``, whether IMAGEKIT_SIGNING_KEY is set;
+    ``signer`` describes the cosign and key found (never the key itself), or raises ImagekitError."""
+    if not key_set:
         return Check(
             "signing",
             Finding.INFO,
@@ -158,7 +158,7 @@ def signing_check(key: str, cosign: Callable[[], str]) -> Check:
             "cosign generate-key-pair, then IMAGEKIT_SIGNING_KEY=cosign.key and IMAGEKIT_SIGNING_PASSWORD in the publishing job",
         )
     try:
-        found = cosign()
+        found = signer()
     except ImagekitError as exc:
         return Check("signing", Finding.FAIL, exc.message, exc.tip or "")
-    return Check("signing", Finding.OK, f"{found}, key {key[:120]}; {NO_TLOG}")
+    return Check("signing", Finding.OK, f"{found}; {NO_TLOG}")

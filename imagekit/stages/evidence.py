@@ -18,11 +18,13 @@ from pathlib import Path
 from imagekit import console
 from imagekit.adapters.registry import RawManifest, split_reference
 from imagekit.core import evidence as ev
+from imagekit.core.attestation import SMOKE_PREDICATE
 from imagekit.core.evidence import RunnerClass, StagedImage, SuiteResult
 from imagekit.errors import ImagekitError
 from imagekit.outcomes import Tested
 from imagekit.reports import CONTENT_ID_PROPERTY, Case, ReportsDir, Suite, stamp_suites, summarise, write_suites
-from imagekit.stages.ports import ContainerEngine, RegistryClient
+from imagekit.stages.ports import ContainerEngine, RegistryClient, Signer
+from imagekit.stages.signing import staged_smoke
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, _failed_report, run_suite
 
 CONTENT_LABEL = "io.imagekit.content-id"
@@ -93,6 +95,7 @@ class StagedRun:
     reports: ReportsDir
     extension_tests: dict[str, Path]
     rerun: bool
+    signer: Signer | None = None  # IMAGEKIT_SIGNING_KEY set: each result also goes as a signed smoke-test attestation
 
 
 def smoke_staged(image_ids: list[str], staged: dict[str, StagedImage], run: StagedRun) -> list[SmokeOutcome]:
@@ -169,6 +172,16 @@ def _one(image_id: str, staged: StagedImage | None, run: StagedRun) -> SmokeOutc
             image_id, Tested.ERROR, outcome.seconds, outcome.report, f"{outcome.state}, but the result was not recorded: {exc.message}"
         )
     console.info(f"{image_id}: {result.state} on {evidence.runner.describe()}, recorded as {where} ({time.monotonic() - t:.1f}s)")
+    if run.signer is not None:
+        try:
+            run.signer.attest(
+                staged.reference, SMOKE_PREDICATE, staged_smoke(result, outcome.report.read_bytes(), summarise(outcome.report).properties)
+            )
+        except ImagekitError as exc:
+            return SmokeOutcome(
+                image_id, Tested.ERROR, outcome.seconds, outcome.report, f"{outcome.state}, but not attested: {exc.message}"
+            )
+        console.info(f"{image_id}: the result is signed and attached to {staged.reference}")
     return outcome
 
 

@@ -17,11 +17,12 @@ from imagekit.adapters.registry import RawManifest, split_reference
 from imagekit.core import evidence as ev
 from imagekit.core.evidence import StagedImage, SuiteResult
 from imagekit.core.matrix import ImageSpec
-from imagekit.errors import ImagekitError
+from imagekit.errors import ImagekitError, SigningError
 from imagekit.outcomes import Promoted
 from imagekit.stages.evidence import Evidence
-from imagekit.stages.ports import RegistryClient
+from imagekit.stages.ports import RegistryClient, Signer
 from imagekit.stages.publish import Retry
+from imagekit.stages.signing import check
 
 
 @dataclass
@@ -34,9 +35,10 @@ class PromoteOutcome:
     staged: str = ""  # the staging reference it was copied from
     parent: str = ""
     tested_on: list[dict[str, object]] = field(default_factory=list)  # one per required class: what passed where
+    evidence: list[str] = field(default_factory=list)  # what verified for the digest, when a key checks it
 
     def record(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k != "parent" or v)}
+        return {k: v for k, v in asdict(self).items() if k not in ("state", "message") and (k not in ("parent", "evidence") or v)}
 
 
 def verdicts(
@@ -66,6 +68,9 @@ class Promoter:
     dry_run: bool = False
     retry: Retry = field(default_factory=Retry)
     done: dict[str, str] = field(default_factory=dict)  # image id → promoted digest, this run
+    # The site's public key (stages/signing.py): the staged digest's signature, SBOM and a verified pass
+    # of each required class must verify before promotion, and do again at the release reference.
+    signer: Signer | None = None
 
     def one(self, image: ImageSpec, staged: StagedImage | None) -> PromoteOutcome:
         out = PromoteOutcome(image.id, Promoted.REFUSED)
@@ -91,6 +96,11 @@ class Promoter:
             if missing:
                 out.message = "missing a pass on " + "; ".join(missing)
                 return out
+            if self.signer is not None:
+                checked = check(self.signer, staged.reference, staged.content_id, required)
+                if not checked.ok:
+                    out.message = "its evidence does not verify: " + "; ".join(checked.problems)
+                    return out
             out.tested_on = [{"class": r.runner_class.name, "gpus": list(r.runner_class.gpus), "driver": r.runner_class.driver,
                               "engine": r.runner_class.engine, "recorded": r.recorded, "passed": r.passed, "skipped": r.skipped}
                              for r, _ in passes]  # fmt: skip
@@ -158,12 +168,33 @@ class Promoter:
                 raise ImagekitError(f"{tag}: {exc}") from None
             self._mount(result_blobs, release_path, staged_path)
             self.retry.run(f"copy {tag}", lambda tag=tag, result=result: self.registry.put_manifest(release_path, tag, result))
+        if self.signer is not None:
+            out.evidence = self._copy_evidence(staged, staged_path, release_path, f"{target}@{staged.digest}", out)
         self.done[image.id] = staged.digest
         out.digest = staged.digest
         already = existing is not None and moving is not None and moving.digest == staged.digest
         out.state = Promoted.UNCHANGED if already else Promoted.PROMOTED
         out.message = f"{target}@{staged.digest}"
         return out
+
+    def _copy_evidence(self, staged: StagedImage, staged_path: str, release_path: str, released: str, out: PromoteOutcome) -> list[str]:
+        """cosign's signature and attestations (its tag schema) copied beside the release digest as
+        the results are, blobs mounted; then verified there, as a consumer of the release will."""
+        for suffix in ("sig", "att"):
+            tag = f"{staged.digest.replace(':', '-')}.{suffix}"
+            found = self.retry.run(f"read {tag}", lambda tag=tag: self.registry.raw_manifest(staged_path, tag))
+            if found is None:
+                raise SigningError(f"{staged.name}:{tag} went missing while promoting")
+            try:
+                self._mount(ev.manifest_blobs(found.json()), release_path, staged_path)
+            except ValueError as exc:
+                raise SigningError(f"{tag}: {exc}") from None
+            self.retry.run(f"copy {tag}", lambda tag=tag, found=found: self.registry.put_manifest(release_path, tag, found))
+        assert self.signer is not None
+        checked = check(self.signer, released, staged.content_id, self.required.get(out.image_id, ()))
+        if not checked.ok:
+            raise SigningError(f"{released}: its evidence does not verify after the copy: {'; '.join(checked.problems)}")
+        return checked.lines()
 
     def _mount(self, blobs: list[str], release_path: str, staged_path: str) -> None:
         for digest in blobs:

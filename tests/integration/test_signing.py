@@ -23,7 +23,7 @@ import requests
 from helpers import ROOT, find_tool
 from local_registry import LocalRegistry
 
-from imagekit.adapters.cosign import Cosign, KeyedSigner, RegistryAccess, SigningKey
+from imagekit.adapters.cosign import Cosign, KeyedSigner, RegistryAccess, SigningKey, signing_key
 from imagekit.core import attestation as at
 from imagekit.core.lock import Lock
 from imagekit.core.matrix import load_matrix
@@ -126,13 +126,13 @@ def images(registry: LocalRegistry) -> Images:
     return Images(registry)
 
 
-def signer(registry: LocalRegistry, version: str, key: Path | None, public: Path | None = None) -> KeyedSigner:
+def signer(registry: LocalRegistry, version: str, key: Path | None, public: Path | None = None, *, pem: bool = False) -> KeyedSigner:
+    """imagekit's cosign adapter with the key as a file, or (``pem``) as the PEM text a CI secret holds."""
     binary = find_tool(f"cosign-{version}")
     assert binary is not None
     access = RegistryAccess(insecure=False, cacert=registry.folder / "ca.crt", credentials=(USER, PASSWORD))
-    return KeyedSigner(
-        Cosign(lambda host: access, binary[0]), SigningKey(str(key), KEY_PASSWORD) if key else None, str(public) if public else None
-    )
+    signing = (signing_key(key.read_text(), KEY_PASSWORD) if pem else SigningKey(str(key), KEY_PASSWORD)) if key else None
+    return KeyedSigner(Cosign(lambda host: access, binary[0]), signing, str(public) if public else None)
 
 
 @pytest.fixture(scope="module")
@@ -164,11 +164,13 @@ def attach(s: KeyedSigner, ref: str, sbom: bytes, smoke: bytes | None) -> None:
         s.attest(ref, at.SMOKE_PREDICATE, smoke)
 
 
-def signed(images: Images, keys, product_sbom_inputs, version: str = "3.1", result: str = "passed", tag: str = "v1") -> tuple[str, str]:
+def signed(
+    images: Images, keys, product_sbom_inputs, version: str = "3.1", result: str = "passed", tag: str = "v1", pem: bool = False
+) -> tuple[str, str]:
     """A new image, signed with the site's key, its SBOM and smoke result attached: (digest, reference)."""
     digest, content_id = images.push(tag)
     ref = images.ref(digest)
-    s = signer(images.registry, version, keys["site"][0])
+    s = signer(images.registry, version, keys["site"][0], pem=pem)
     try:
         attach(s, ref, *evidence(product_sbom_inputs, ref, content_id, result))
     finally:
@@ -193,11 +195,14 @@ def plain_cosign(version: str, docker_config: Path, registry: LocalRegistry, *ar
                           env={**os.environ, "DOCKER_CONFIG": str(docker_config)}, timeout=300)  # fmt: skip
 
 
-@pytest.mark.parametrize(("signed_by", "checked_by"), [("2.5", "2.5"), ("3.1", "3.1"), ("2.5", "3.1"), ("3.1", "2.5")])
+@pytest.mark.parametrize(
+    ("signed_by", "checked_by", "pem"), [("2.5", "2.5", False), ("3.1", "3.1", True), ("2.5", "3.1", True), ("3.1", "2.5", False)]
+)
 def test_evidence_signed_by_one_cosign_verifies_with_imagekit_check_and_plain_cosign_of_either(
-    signed_by, checked_by, registry, keys, docker_config, images, product_sbom_inputs
+    signed_by, checked_by, pem, registry, keys, docker_config, images, product_sbom_inputs
 ):
-    digest, ref = signed(images, keys, product_sbom_inputs, signed_by)
+    """``pem``: the key arrives as its PEM text (a CI secret in IMAGEKIT_SIGNING_KEY), not as a file."""
+    digest, ref = signed(images, keys, product_sbom_inputs, signed_by, pem=pem)
     # Both tag schemas' names: the evidence lives beside the image in its own repository.
     tags = registry.tags(images.repo)
     assert f"{digest.replace(':', '-')}.sig" in tags and f"{digest.replace(':', '-')}.att" in tags

@@ -6,8 +6,11 @@ exercised, not only linted."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import pytest
 import requests
 from e2e_workspace import EXTENSION_ID, IMAGE_ID, ROOT, Workspace
 from engines import environment
-from helpers import in_ci
+from helpers import find_tool, in_ci
 from local_registry import LocalRegistry, serving
 from workflow_runner import Context, JobRunner, StepResult, load
 
@@ -29,6 +32,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.tool("git")]  # the workflow runs 
 
 WORKFLOW = load(ROOT / ".github" / "workflows" / "images.yml")
 USER, PASSWORD = "imagekit-workflow", f"workflow-pw-{uuid.uuid4().hex}"
+KEY_PASSWORD = f"workflow-key-pw-{uuid.uuid4().hex}"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -99,7 +103,7 @@ def _staged_reference(artifacts: Path, image_id: str) -> str:
     return next(e["reference"] for e in staged if e["image_id"] == image_id)
 
 
-@pytest.mark.tool("docker-registry", "htpasswd", "openssl")
+@pytest.mark.tool("docker-registry", "htpasswd", "openssl", "cosign-3.1")
 def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promoted_through_the_workflows_own_steps(
     ws: Workspace, registry: LocalRegistry, tmp_path
 ):
@@ -129,11 +133,21 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
         "IMAGEKIT_LOCK": ws.matrices[ws.matrices.index("--lock") + 1],
         "IMAGEKIT_INDEX_E2E_TOKEN": ws.token,
     }
+    # The site's signing key, as a repository secret holds it: the PEM cosign wrote, and its password.
+    cosign = find_tool("cosign-3.1")
+    assert cosign is not None
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run([*cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True, env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD})
+    pem = (keys / "cosign.key").read_text()
+    overrides["IMAGEKIT_COSIGN"] = cosign[0]
     secrets = {
         "IMAGEKIT_STAGING_USER": USER,
         "IMAGEKIT_STAGING_PASSWORD": PASSWORD,
         "IMAGEKIT_REGISTRY_USER": USER,
         "IMAGEKIT_REGISTRY_PASSWORD": PASSWORD,
+        "IMAGEKIT_SIGNING_KEY": pem,
+        "IMAGEKIT_SIGNING_PASSWORD": KEY_PASSWORD,
     }
     ctx = Context("push", secrets=secrets)
     artifacts = tmp_path / "artifacts"
@@ -156,6 +170,7 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
     # ci.build_cache: the build logs BuildKit in to the registry that keeps its cache, and uses it.
     login, build_step = (next(r for r in built_job if r.name == n) for n in ("Log BuildKit in to the build cache", "Build"))
     assert "Login Succeeded" in login.output and f"build cache: {registry.host}/staging, read and written" in build_step.output
+    assert "signing each digest" in next(r for r in built_job if r.name == "Stage").output
     base_ref, ext_ref = _staged_reference(artifacts, IMAGE_ID), _staged_reference(artifacts, EXTENSION_ID)
     digest = base_ref.rsplit("@", 1)[1]
     assert base_ref.startswith(f"{registry.host}/staging/{ws.repo}@sha256:") and IMAGE_ID not in registry.tags(f"staging/{ws.repo}")
@@ -229,7 +244,24 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
     assert [p["image_id"] for p in published] == [IMAGE_ID, EXTENSION_ID], "parent first, then its extension"
     assert {t["class"] for t in published[0]["tested_on"]} == {"gpu", "legacy-20"}
     assert any("Engine 20.10" in t["engine"] for t in published[0]["tested_on"])
-    assert not [r.name for r in results if PASSWORD in r.output], "the registry password never reaches a log"
+    # Signed evidence: each required class's signed pass verified before promotion, and the signature
+    # and attestations copied beside the release digest, where a consumer checks them.
+    assert all(any(line.startswith("SBOM: CycloneDX") for line in p["evidence"]) for p in published)
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    (config / "config.json").write_text(
+        json.dumps({"auths": {registry.host: {"auth": base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()}}})
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "imagekit", "check", f"{registry.host}/ml/{ws.repo}:{IMAGE_ID}", f"{registry.host}/ml/{ws.repo}:{EXTENSION_ID}",
+         "--key", str(keys / "cosign.pub"), "--require-class", "gpu", "--require-class", "legacy-20"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "DOCKER_CONFIG": str(config), "IMAGEKIT_COSIGN": cosign[0]}, timeout=600,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count("tests: passed on legacy-20") == 2 and "Engine 20.10" in checked.stdout
+    private = "".join(pem.splitlines()[1:-1])[:40]
+    logs = [r for r in results + refused + built_job if PASSWORD in r.output or KEY_PASSWORD in r.output or private in r.output]
+    assert not logs, "no registry or key password, and no key material, reaches a log"
 
 
 def registry_digest(registry: LocalRegistry, path: str, tag: str) -> str | None:

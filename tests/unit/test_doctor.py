@@ -85,8 +85,8 @@ def test_signing_says_what_it_uses_and_what_no_transparency_log_trades_away():
     def missing() -> str:
         raise ConfigurationError("cosign (cosign) is not installed here", tip="install cosign")
 
-    found = doctor.signing_check("/keys/cosign.key", lambda: "cosign 3.x (/usr/bin/cosign)")
+    found = doctor.signing_check(True, lambda: "cosign 3.x (/usr/bin/cosign), key /keys/cosign.key")
     assert found.state is Finding.OK and "cosign 3.x" in found.detail and "no transparency log" in found.detail
-    failed = doctor.signing_check("/keys/cosign.key", missing)
+    failed = doctor.signing_check(True, missing)
     assert failed.state is Finding.FAIL and failed.tip == "install cosign"
-    assert doctor.signing_check("", missing).state is Finding.INFO
+    assert doctor.signing_check(False, missing).state is Finding.INFO

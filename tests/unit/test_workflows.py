@@ -139,6 +139,8 @@ def test_secrets_reach_only_the_registry_steps_and_no_job_can_write_to_the_repos
     data = workflow()
     assert data["permissions"] == {"contents": "read"}
     # The staging credentials push untested images and their test results; the release ones only promote.
+    # The signing key (and its password) reaches the steps that sign or check what they push or promote.
+    signing = {("build", "Stage"), ("test", "Test the staged digests"), ("promote", "Promote")}
     allowed = {
         ("build", "Log BuildKit in to the build cache"): "STAGING",
         ("build", "Stage"): "STAGING",
@@ -155,6 +157,7 @@ def test_secrets_reach_only_the_registry_steps_and_no_job_can_write_to_the_repos
                 assert set(re.findall(r"secrets\.(\w+)", text)) == {
                     f"IMAGEKIT_{allowed[where]}_USER",
                     f"IMAGEKIT_{allowed[where]}_PASSWORD",
+                    *(("IMAGEKIT_SIGNING_KEY", "IMAGEKIT_SIGNING_PASSWORD") if where in signing else ()),
                 }, where
             if step.get("uses", "").startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False
