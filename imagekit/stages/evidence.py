@@ -24,7 +24,7 @@ from imagekit.errors import ImagekitError
 from imagekit.outcomes import Tested
 from imagekit.reports import CONTENT_ID_PROPERTY, Case, ReportsDir, Suite, stamp_suites, summarise, write_suites
 from imagekit.stages.ports import ContainerEngine, RegistryClient, Signer
-from imagekit.stages.signing import staged_smoke
+from imagekit.stages.signing import check, staged_smoke
 from imagekit.stages.test import SmokeOptions, SmokeOutcome, _failed_report, run_suite
 
 CONTENT_LABEL = "io.imagekit.content-id"
@@ -122,7 +122,9 @@ def _one(image_id: str, staged: StagedImage | None, run: StagedRun) -> SmokeOutc
         message = "not in the staged record: run `imagekit stage` for it on the build host, and hand its staged.json to this job"
         _failed_report(report, image_id, "error", message, message)
         return SmokeOutcome(image_id, Tested.NOT_STAGED, 0.0, report, message)
-    if not run.rerun and (previous := evidence.recorded(staged)) is not None and previous[0].ok:
+    # With signing on, only a signed pass counts as passed before: a result recorded without the key
+    # (a pull request's run, say) is run again here, so this class's pass gets its attestation.
+    if not run.rerun and (previous := evidence.recorded(staged)) is not None and previous[0].ok and _signed_pass(run, staged):
         result = previous[0]
         message = (f"{evidence.runner.name} passed {staged.digest[:19]} at {result.recorded} ({result.passed} passed, "
                    f"{result.skipped} skipped); not run again (--rerun runs it)")  # fmt: skip
@@ -183,6 +185,13 @@ def _one(image_id: str, staged: StagedImage | None, run: StagedRun) -> SmokeOutc
             )
         console.info(f"{image_id}: the result is signed and attached to {staged.reference}")
     return outcome
+
+
+def _signed_pass(run: StagedRun, staged: StagedImage) -> bool:
+    if run.signer is None:
+        return True
+    found = check(run.signer, staged.reference, staged.content_id, (run.evidence.runner.name,))
+    return not any(p.startswith("tests") for p in found.problems)
 
 
 def _timings(path: Path) -> dict[str, object]:
