@@ -92,8 +92,10 @@ def key_reference(value: str, variable: str, *, public: bool = False) -> str:
     path = Path(value)
     if not path.is_file():
         what = "public key" if public else "signing key"
+        # A private key's variable may hold key material that is not quite a PEM: never echo it.
+        shown = f"{value[:120]!r}" if public else f"its value ({len(value)} characters)"
         raise ConfigurationError(
-            f"{variable}: {value[:120]!r} is not a {what} file or a KMS URI",
+            f"{variable}: {shown} is not a {what} file, a PEM key or a KMS URI",
             tip="name the key file cosign wrote (`cosign generate-key-pair`), or a KMS URI such as awskms:///alias/imagekit",
         )
     return str(path.resolve())
@@ -114,7 +116,10 @@ class Cosign:
             if found is None:
                 raise ConfigurationError(f"cosign ({self.binary}) is not installed here", tip=TIP_INSTALL)
             try:
-                out = subprocess.run([found, "sign", "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+                out = subprocess.run(
+                    [found, "sign", "--help"], capture_output=True, encoding="utf-8", errors="replace", timeout=60,
+                    stdin=subprocess.DEVNULL, env=_environment(),
+                )  # fmt: skip
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ConfigurationError(f"{self.binary} does not run: {exc}", tip=TIP_INSTALL) from None
             help_text = out.stdout + out.stderr
@@ -166,25 +171,22 @@ class Cosign:
             if key is not None and key.material:
                 env[_MATERIAL_VAR] = key.material
             try:
+                # cosign copies registry answers into its errors: decoded leniently, never a traceback.
                 out = subprocess.run(
-                    [self.binary, argv[0], *flags, *argv[1:]],
-                    capture_output=True,
-                    text=True,
-                    timeout=TIMEOUT_S,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                )
+                    [self.binary, argv[0], *flags, *argv[1:]], capture_output=True, encoding="utf-8", errors="replace",
+                    timeout=TIMEOUT_S, env=env, stdin=subprocess.DEVNULL,
+                )  # fmt: skip
             except subprocess.TimeoutExpired:
                 raise SigningError(f"cosign {argv[0]} took over {TIMEOUT_S} s", tip="check that the registry answers") from None
+            except OSError as exc:
+                raise SigningError(f"cosign {argv[0]} did not run: {exc.strerror}", tip=TIP_INSTALL) from None
         if out.returncode != 0:
             raise SigningError(f"cosign {argv[0]}: {_last_error(out.stderr, key)}")
         return out.stdout
 
     @contextmanager
     def _registry_flags(self, reference: str | None) -> Iterator[tuple[list[str], dict[str, str]]]:
-        # imagekit's own secrets stay here (the key's password goes as COSIGN_PASSWORD alone); a
-        # COSIGN_* or SIGSTORE_* setting of the host would change what cosign does behind our flags.
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN)}
+        env = _environment()
         if reference is None:
             yield [], env
             return
@@ -204,6 +206,13 @@ class Cosign:
             with os.fdopen(fd, "w") as fh:
                 json.dump({"auths": {reference.split("/", 1)[0]: {"auth": auth}}}, fh)
             yield flags, {**env, "DOCKER_CONFIG": tmp}
+
+
+def _environment() -> dict[str, str]:
+    """cosign's environment: imagekit's own secrets stay here (the key's password goes as
+    COSIGN_PASSWORD alone); a COSIGN_* or SIGSTORE_* setting of the host would change what cosign
+    does behind our flags."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_HIDDEN)}
 
 
 def _last_error(stderr: str, key: SigningKey | None) -> str:

@@ -6,6 +6,7 @@ anything is missing or does not verify, 2 on bad input."""
 from __future__ import annotations
 
 import argparse
+import json
 
 from imagekit import console
 from imagekit.adapters.cosign import key_reference
@@ -78,15 +79,23 @@ def _one(use: Adapters, signer: Signer, ref: str, required: tuple[str, ...]) -> 
     host, path, reference = split_image_reference(ref)
     registry = common.registry(use, host, environment_credentials=False)
     try:
-        manifest = registry.manifest(path, reference)
+        # The manifest held to its bytes (raw_manifest hashes them), and a digest asked for must be
+        # the digest served: a registry cannot answer for one digest with another image's evidence.
+        manifest = registry.raw_manifest(path, reference)
         if manifest is None:
             return Checked(f"{host}/{path}@?", problems=(f"{host}/{path} has no {text(reference, 80)}",))
-        config = registry.config(path, manifest.config_digest)
-    except ImagekitError as exc:
-        return Checked(f"{host}/{path}@?", problems=(exc.message,))
+        if reference.startswith("sha256:") and manifest.digest != reference:
+            return Checked(f"{host}/{path}@{reference}", problems=(f"the registry served {manifest.digest[:19]} for {reference[:19]}",))
+        config_digest = (manifest.json().get("config") or {}).get("digest")
+        if not (isinstance(config_digest, str) and grammar.full(grammar.DIGEST, config_digest)):
+            return Checked(f"{host}/{path}@{manifest.digest}", problems=("not a single image manifest: imagekit pushes one per image",))
+        config = json.loads(registry.blob(path, config_digest))  # held to its digest
+    except (ImagekitError, ValueError, RecursionError) as exc:
+        return Checked(f"{host}/{path}@?", problems=(exc.message if isinstance(exc, ImagekitError) else "the image config is not JSON",))
     finally:
         registry.close()
-    labels = (config.get("config") or {}).get("Labels") if isinstance(config.get("config"), dict) else None
+    inner = config.get("config") if isinstance(config, dict) else None
+    labels = inner.get("Labels") if isinstance(inner, dict) else None
     content_id = labels.get("io.imagekit.content-id") if isinstance(labels, dict) else None
     digest_ref = f"{host}/{path}@{manifest.digest}"
     if not (isinstance(content_id, str) and grammar.full(grammar.HEX64, content_id)):

@@ -155,11 +155,9 @@ class Promoter:
         except ValueError as exc:
             raise ImagekitError(f"{staged.reference}: {exc}") from None
         self._mount(blobs, release_path, staged_path)
-        for tag in (immutable, image.id):  # immutable first: the moving tag never names what the immutable one lacks
-            self.retry.run(f"tag {target}:{tag}", lambda tag=tag: self.registry.put_manifest(release_path, tag, manifest))
-            back = self.retry.run(f"read back {target}:{tag}", lambda tag=tag: self.registry.raw_manifest(release_path, tag))
-            if back is None or back.digest != staged.digest:
-                raise ImagekitError(f"{target}:{tag} serves {back.digest[:19] if back else 'nothing'}, not {staged.digest[:19]}")
+        # Immutable tag first, then the evidence beside it, checked there; the moving tag last, so it
+        # never names a digest that lacks its immutable tag or whose evidence did not verify.
+        self._tag(release_path, target, immutable, manifest, staged.digest)
         for result, passed in zip(results, out.tested_on, strict=True):  # the very evidence checked, beside the release digest
             tag = ev.result_tag(staged.digest, str(passed["class"]))
             try:
@@ -170,6 +168,7 @@ class Promoter:
             self.retry.run(f"copy {tag}", lambda tag=tag, result=result: self.registry.put_manifest(release_path, tag, result))
         if self.signer is not None:
             out.evidence = self._copy_evidence(staged, staged_path, release_path, f"{target}@{staged.digest}", out)
+        self._tag(release_path, target, image.id, manifest, staged.digest)
         self.done[image.id] = staged.digest
         out.digest = staged.digest
         already = existing is not None and moving is not None and moving.digest == staged.digest
@@ -177,9 +176,17 @@ class Promoter:
         out.message = f"{target}@{staged.digest}"
         return out
 
+    def _tag(self, release_path: str, target: str, tag: str, manifest: RawManifest, digest: str) -> None:
+        self.retry.run(f"tag {target}:{tag}", lambda: self.registry.put_manifest(release_path, tag, manifest))
+        back = self.retry.run(f"read back {target}:{tag}", lambda: self.registry.raw_manifest(release_path, tag))
+        if back is None or back.digest != digest:
+            raise ImagekitError(f"{target}:{tag} serves {back.digest[:19] if back else 'nothing'}, not {digest[:19]}")
+
     def _copy_evidence(self, staged: StagedImage, staged_path: str, release_path: str, released: str, out: PromoteOutcome) -> list[str]:
         """cosign's signature and attestations (its tag schema) copied beside the release digest as
-        the results are, blobs mounted; then verified there, as a consumer of the release will."""
+        the results are, blobs mounted; then verified there, as a consumer of the release will. What
+        the release repository held under those tags is replaced: the staging repository's are the
+        ones this promotion checked."""
         for suffix in ("sig", "att"):
             tag = f"{staged.digest.replace(':', '-')}.{suffix}"
             found = self.retry.run(f"read {tag}", lambda tag=tag: self.registry.raw_manifest(staged_path, tag))

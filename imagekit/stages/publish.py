@@ -141,6 +141,8 @@ class Publisher:
                 # is the one to test and promote; this one is not pushed over it.
                 out.state, out.digest, out.size = Published.UNCHANGED, existing.digest, existing.size
                 out.reference = out.message = f"{target}@{existing.digest}"
+                if self.signing is not None:  # it may have been staged without a key: what is missing is added
+                    out.evidence = self.signing.ensure(rendered, ident.content_id, out.reference, out.parent, None).lines()
                 return out
             if existing is not None and not key.served_by(existing):
                 out.message = (f"{target}:{immutable} already exists with other content ({_described(existing, key)}, "

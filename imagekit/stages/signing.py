@@ -83,13 +83,17 @@ def check(signer: Signer, reference: str, content_id: str | None, required: tupl
         found = at.smoke_evidence(statement)
         if found is not None and (content_id is None or found.content_id == content_id):
             smoke.append(found)
-    passes = [s for s in smoke if s.ok]
+    # Attestations pile up: a class's latest result is its verdict, so a later failure outweighs an earlier pass.
+    latest: dict[str, SmokeEvidence] = {}
+    for found in smoke:
+        if found.runner_class not in latest or found.recorded >= latest[found.runner_class].recorded:
+            latest[found.runner_class] = found
     if tests and not any(p.startswith("tests") for p in problems):
-        if not passes:
-            problems.append("tests: no verified passing smoke-test attestation for this content")
+        if not any(s.ok for s in latest.values()):
+            problems.append("tests: no verified passing smoke-test attestation for this content (each class's latest result counts)")
         for name in required:
-            if not any(s.runner_class == name for s in passes):
-                problems.append(f"tests: no verified pass on runner class {name}")
+            if name not in latest or not latest[name].ok:
+                problems.append(f"tests: no verified pass on runner class {name} (its latest result counts)")
     return Checked(reference, signatures, sbom, tuple(smoke), tuple(problems))
 
 
@@ -114,6 +118,10 @@ def _sbom_names(predicate: dict[str, Any], content_id: str | None) -> bool:
     return isinstance(properties, list) and {"name": "imagekit:content-id", "value": content_id} in properties
 
 
+# cosign's words for a registry it could not read (not for evidence that is absent or does not verify).
+_UNREACHABLE = ("took over", "connection refused", "no such host", "i/o timeout", "UNAUTHORIZED", "DENIED", "status code 5")
+
+
 @dataclass
 class Signing:
     """Writes a pushed image's evidence with the site's key and reads it back. ``runner``: where this
@@ -132,6 +140,9 @@ class Signing:
         before = check(self.signer, reference, content_id, tests=tests)
         if before.ok:
             return before
+        unreachable = [p for p in before.problems if any(w in p for w in _UNREACHABLE)]
+        if unreachable:  # not "missing": writing now could add a second signature to what is there
+            raise SigningError(f"its evidence could not be read: {'; '.join(unreachable)}")
         image = rendered.image
         if not before.signatures:
             self.signer.sign(reference)

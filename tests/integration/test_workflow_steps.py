@@ -138,7 +138,9 @@ def test_a_family_is_built_once_tested_by_digest_on_two_runner_classes_and_promo
     assert cosign is not None
     keys = tmp_path / "keys"
     keys.mkdir()
-    subprocess.run([*cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True, env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD})
+    subprocess.run(
+        [*cosign, "generate-key-pair"], cwd=keys, check=True, capture_output=True, env={**os.environ, "COSIGN_PASSWORD": KEY_PASSWORD}
+    )
     pem = (keys / "cosign.key").read_text()
     overrides["IMAGEKIT_COSIGN"] = cosign[0]
     secrets = {

@@ -225,7 +225,15 @@ def test_what_is_missing_or_does_not_verify_is_named(signer, problem):
 def test_required_runner_classes_each_need_their_own_verified_pass():
     signer = Verified(smokes=(smoke(runner="h100-550"), smoke(runner="a10g-470", result="failed", failed=1)))
     found = check(signer, REF, CONTENT, ("h100-550", "a10g-470"))  # type: ignore[arg-type]
-    assert found.problems == ("tests: no verified pass on runner class a10g-470",)
+    assert found.problems == ("tests: no verified pass on runner class a10g-470 (its latest result counts)",)
+
+
+def test_a_classes_later_failure_outweighs_its_earlier_pass():
+    earlier, later = smoke(runner="h100-550"), smoke(runner="h100-550", result="failed", failed=1)
+    later["recorded"] = "2026-12-08T00:00:00Z"
+    found = check(Verified(smokes=(earlier, later)), REF, CONTENT, ("h100-550",))  # type: ignore[arg-type]
+    assert found.problems[-1] == "tests: no verified pass on runner class h100-550 (its latest result counts)"
+    assert check(Verified(smokes=(later, {**earlier, "recorded": "2026-12-09T00:00:00Z"})), REF, CONTENT, ("h100-550",)).ok  # type: ignore[arg-type]
 
 
 def test_a_staged_image_needs_its_signature_and_sbom_only():
