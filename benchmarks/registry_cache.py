@@ -49,6 +49,23 @@ ENGINE = "docker28-containerd"
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"  # scripts/make-local-base, overlays/local-debian.yaml
 _DOWNLOAD = re.compile(r"Downloading \S+ \(([0-9.]+) (kB|MB|GB)\)")
 _UNIT = {"kB": 1e3, "MB": 1e6, "GB": 1e9}
+_STEP = re.compile(r"^#(\d+) (.*)$", flags=re.M)
+_DONE = re.compile(r"^(?:DONE|CACHED|ERROR:?)\s*([0-9.]+)?s?", flags=re.M)
+
+
+def slowest_steps(log: str, count: int = 5) -> list[dict[str, Any]]:
+    """BuildKit's plain progress names a step on its first `#N` line and ends it with `#N DONE 12.3s`:
+    the slowest steps say where a build's time went (pip, the cache import, the export)."""
+    names: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for number, text in _STEP.findall(log):
+        done = _DONE.match(text)
+        if done and done.group(1):
+            seconds[number] = float(done.group(1))
+        elif number not in names and not done:
+            names[number] = text[:90]
+    slow = sorted(seconds.items(), key=lambda item: -item[1])[:count]
+    return [{"step": names.get(number, f"#{number}"), "seconds": s} for number, s in slow]
 
 
 def emptied(client: docker.DockerClient) -> None:
@@ -73,7 +90,9 @@ def build(env: dict[str, str], args: list[str], work: Path, cache: str | None, l
     pypi = sum(float(n) * _UNIT[u] for n, u in _DOWNLOAD.findall(log))
     cached = len(re.findall(r"^#\d+ CACHED$", log, flags=re.M))
     print(f"  {label}: {seconds:.0f} s, {pypi / 1e9:.2f} GB from PyPI, {cached} steps cached", flush=True)
-    return {"seconds": round(seconds, 1), "pypi_bytes": int(pypi), "cached_steps": cached}
+    steps = slowest_steps(log)
+    print("    slowest steps: " + "; ".join(f"{s['step'][:50]} {s['seconds']:.0f} s" for s in steps), flush=True)
+    return {"seconds": round(seconds, 1), "pypi_bytes": int(pypi), "cached_steps": cached, "slowest_steps": steps}
 
 
 def main() -> int:
