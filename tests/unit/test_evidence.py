@@ -6,6 +6,7 @@ tests/integration/test_promote.py."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -15,11 +16,12 @@ from fakes import FakeEngine, FakeRegistry
 
 from imagekit.adapters.registry import RawManifest, insecure
 from imagekit.cli.common import Adapters
+from imagekit.core import attestation as at
 from imagekit.core import evidence as ev
 from imagekit.core import grammar
 from imagekit.core.evidence import RunnerClass, StagedImage, SuiteResult, read_staged, result_tag, write_staged
 from imagekit.core.matrix import load_matrix
-from imagekit.errors import ConfigurationError, MatrixError
+from imagekit.errors import ConfigurationError, MatrixError, SigningError
 from imagekit.stages.evidence import Evidence
 
 M = Path(__file__).resolve().parent.parent / "matrices"
@@ -280,3 +282,96 @@ def test_dry_run_and_commands_refuse_what_does_not_fit(imagekit, tmp_path):
         foreign.returncode == 2
         and "is not in the staging repository registry.example:5000/staging/imagekit-local/pytorch" in foreign.stderr
     )
+
+
+# --- promote with the site's key: signed evidence checked, copied, checked again ------------------
+
+
+class FakeSigner:
+    """What cosign would verify, by repository: ``passes`` are the runner classes with a signed pass
+    in each repository's evidence ("staging", "release"); the signature and SBOM are there too."""
+
+    def __init__(self, s: Staging, passes: dict[str, tuple[str, ...]]) -> None:
+        self.s, self.passes = s, passes
+
+    def _where(self, reference: str) -> tuple[str, StagedImage]:
+        repo = "release" if "/release/" in reference else "staging"
+        return repo, next(x for x in self.s.staged.values() if reference.endswith(x.digest))
+
+    def _envelope(self, predicate_type: str, predicate: dict, digest: str) -> str:
+        statement = {"_type": "https://in-toto.io/Statement/v0.1", "predicateType": predicate_type,
+                     "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}], "predicate": predicate}  # fmt: skip
+        return json.dumps({"payload": base64.b64encode(json.dumps(statement).encode()).decode()})
+
+    def describe(self) -> str:
+        return "fake cosign"
+
+    def verify(self, reference: str) -> str:
+        _, staged = self._where(reference)
+        return json.dumps([{"critical": {"type": at.SIGNATURE_TYPE, "image": {"docker-manifest-digest": staged.digest}}}])
+
+    def verify_attestations(self, reference: str, predicate_type: str) -> str:
+        repo, staged = self._where(reference)
+        if predicate_type == "cyclonedx":
+            props = [{"name": "imagekit:content-id", "value": staged.content_id}]
+            return self._envelope(
+                at.CYCLONEDX_PREDICATE, {"bomFormat": "CycloneDX", "metadata": {"component": {"properties": props}}}, staged.digest
+            )
+        if not self.passes.get(repo):
+            raise SigningError("no matching attestations")
+        lines = []
+        for runner in self.passes[repo]:
+            predicate = at.smoke_predicate(image_id=staged.image_id, content_id=staged.content_id, digest=staged.digest, result="passed",
+                                           counts=(9, 0, 0), runner={"name": runner}, seconds=1.0, recorded="2026-12-07T15:00:00Z",
+                                           junit=b"", properties={})  # fmt: skip
+            lines.append(self._envelope(at.SMOKE_PREDICATE, predicate, staged.digest))
+        return "\n".join(lines)
+
+    def close(self) -> None:
+        pass
+
+
+def _signed(s: Staging) -> None:
+    """cosign's tags beside each staged digest, as `stage` and the test jobs leave them."""
+    path = "staging/imagekit-local/pytorch"
+    for staged in s.staged.values():
+        for suffix in ("sig", "att"):
+            layer, config = s.registry.put_blob(path, f"{suffix} of {staged.digest}".encode()), s.registry.put_blob(path, b"{}")
+            body = json.dumps({"schemaVersion": 2, "mediaType": ev.OCI_MANIFEST, "config": {"digest": config, "size": 2},
+                               "layers": [{"digest": layer, "size": 1}]}).encode()  # fmt: skip
+            s.registry.put_manifest(path, f"{staged.digest.replace(':', '-')}.{suffix}", RawManifest(sha(body), ev.OCI_MANIFEST, body))
+
+
+def _promote_signed(s: Staging, imagekit, signer: FakeSigner, key: Path):
+    engine = FakeEngine(registry=s.registry)
+    adapters = Adapters(engine=lambda: engine, registry=lambda host, **_: s.registry, signer=lambda access, k, public: signer)
+    return imagekit("promote", *PRODUCT, "--matrix", str(s.overlay), "--staged", str(s.file), "--only", "*cu121*runtime*",
+                    "--reports", str(s.file.parent / "reports"), "--key", str(key), adapters=adapters)  # fmt: skip
+
+
+def test_with_a_key_promotion_needs_each_required_classs_signed_pass_and_moves_the_tag_only_after_the_evidence(imagekit, tmp_path):
+    s = Staging(tmp_path)
+    _signed(s)
+    for image_id in (BASE, EXT):
+        for runner in ("h100-550", "a10g-470"):
+            s.record(image_id, runner)  # recorded passes, but only one class signed its own
+    key = tmp_path / "cosign.pub"
+    key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    refused = _promote_signed(s, imagekit, FakeSigner(s, {"staging": ("h100-550",)}), key)
+    assert refused.returncode == 1 and s.tags() == {}
+    assert "its evidence does not verify: tests: no verified pass on runner class a10g-470" in refused.stdout + refused.stderr
+
+    # Both classes signed, but the copy does not verify at the release: the moving tag stays put.
+    broken = _promote_signed(s, imagekit, FakeSigner(s, {"staging": ("h100-550", "a10g-470")}), key)
+    assert broken.returncode == 1 and "its evidence does not verify after the copy" in broken.stdout + broken.stderr
+    assert BASE not in s.tags() and f"{BASE}-{'b' * 12}" in s.tags()
+
+    both = ("h100-550", "a10g-470")
+    done = _promote_signed(s, imagekit, FakeSigner(s, {"staging": both, "release": both}), key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    tags = s.tags()
+    for staged in s.staged.values():
+        assert {f"{staged.digest.replace(':', '-')}.sig", f"{staged.digest.replace(':', '-')}.att"} <= set(tags)
+    assert tags[BASE] == s.staged[BASE].digest and tags[EXT] == s.staged[EXT].digest
+    published = json.loads((tmp_path / "reports" / "published.json").read_text())
+    assert all(any(line.startswith("tests: passed on a10g-470") for line in p["evidence"]) for p in published)
