@@ -5,6 +5,7 @@ real engines in tests/integration."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from fakes import FakeBuilds, FakeEngine, adapters
 
 from imagekit.adapters.registry import Manifest
+from imagekit.errors import SigningError
 
 MATRIX = Path(__file__).resolve().parent.parent / "matrices" / "product-like.yaml"
 RUNTIME = "2.6.0-cu121-py3.11-runtime"
@@ -192,3 +194,46 @@ def test_staged_digests_are_tested_per_runner_class_remembered_and_promoted_whol
     assert "a10g: failed (1 failed)" in promoted.stdout, "a failed class is named"
     release = {ref for (repo, ref) in engine.registry.raw if repo == "release/imagekit/pytorch" and not ref.startswith("sha256:")}
     assert RUNTIME in release and TRACKING not in release, "the parent went; its extension, which failed a class, did not"
+
+
+class _NothingVerifies:
+    """A signer whose evidence never verifies: what it was asked to sign is recorded."""
+
+    def __init__(self) -> None:
+        self.signed: list[str] = []
+
+    def describe(self) -> str:
+        return "fake cosign"
+
+    def sign(self, reference: str) -> None:
+        self.signed.append(reference)
+
+    def attest(self, reference: str, predicate_type: str, predicate: bytes) -> None:
+        self.signed.append(f"{reference} {predicate_type}")
+
+    def verify(self, reference: str) -> str:
+        raise SigningError("no signatures found")
+
+    def verify_attestations(self, reference: str, predicate_type: str) -> str:
+        raise SigningError("no matching attestations")
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_key_the_moving_tag_waits_for_evidence_that_verifies(imagekit, world, monkeypatch):
+    engine, builds, args, tmp_path = world
+    key = tmp_path / "cosign.key"
+    key.write_text("not read by the fake")
+    monkeypatch.setenv("IMAGEKIT_SIGNING_KEY", str(key))
+    signer = _NothingVerifies()
+    fakes = dataclasses.replace(adapters(engine, builds), signer=lambda access, k, public: signer)
+    assert imagekit("build", *args, "--only", RUNTIME, "--out", str(tmp_path / "build"), adapters=fakes).returncode == 0
+    assert imagekit("test", *args, "--only", RUNTIME, "--gpus", "none", adapters=fakes).returncode == 0
+    out = imagekit("publish", *args, "--only", RUNTIME, "--registry", "127.0.0.1:5000/ml", adapters=fakes)
+    assert out.returncode == 1 and "signing each digest" in out.stderr
+    content_tag = engine.names[f"imagekit/pytorch:{RUNTIME}"]["Config"]["Labels"]["io.imagekit.content-id"][:12]
+    target = "127.0.0.1:5000/ml/imagekit/pytorch"
+    assert engine.pushed == [f"{target}:{RUNTIME}-{content_tag}"], "the immutable tag only: the moving tag waits for the evidence"
+    assert signer.signed[0].startswith(f"{target}@sha256:"), "signed by digest, never by tag"
+    assert json.loads((tmp_path / "reports" / "published.json").read_text()) == []
