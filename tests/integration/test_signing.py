@@ -292,4 +292,4 @@ def test_bad_input_is_exit_2_with_one_error(keys, docker_config, registry):
         out = check(ref, keys["site"][1], docker_config, "3.1")
         assert out.returncode == 2 and "Traceback" not in out.stderr and "ERROR" in out.stderr + out.stdout
     out = check(f"{registry.host}/ml/x:v1", Path("/nonexistent.pub"), docker_config, "3.1")
-    assert out.returncode == 2 and "is not a public key file or a KMS URI" in out.stderr + out.stdout
+    assert out.returncode == 2 and "is not a public key file, a PEM key or a KMS URI" in out.stderr + out.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_the_sbom_validates_against_the_cyclonedx_1_6_schema_and_lists_every_loc
         locked = hashed_pins(lock.images[image_id].requirements)
         assert len(pip) == len(locked) > 20
         for name, version, hashes in locked:
-            component = pip[name.lower().replace("_", "-")]
+            component = pip[re.sub(r"[-_.]+", "-", name).lower()]
             assert component["version"] == version and component["purl"] == f"pkg:pypi/{component['name']}@{version}"
             assert sorted(h["content"] for h in component["hashes"]) == sorted(hashes) and hashes
         deb = {c["name"]: c["version"] for c in sbom["components"] if c.get("purl", "").startswith("pkg:deb/")}
