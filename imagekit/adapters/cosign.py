@@ -190,7 +190,8 @@ class Cosign:
         if reference is None:
             yield [], env
             return
-        access = self.access(reference.split("/", 1)[0])
+        host = reference.split("/", 1)[0]
+        access = self.access(host)
         flags = ["--allow-insecure-registry", "--allow-http-registry"] if access.insecure else []
         if access.cacert is not None:
             flags.append(f"--registry-cacert={access.cacert}")
@@ -204,7 +205,7 @@ class Cosign:
             config = Path(tmp) / "config.json"
             fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                json.dump({"auths": {reference.split("/", 1)[0]: {"auth": auth}}}, fh)
+                json.dump({"auths": {host: {"auth": auth}}}, fh)
             yield flags, {**env, "DOCKER_CONFIG": tmp}
 
 

@@ -15,7 +15,7 @@ from imagekit.cli import common
 from imagekit.cli import options as o
 from imagekit.cli.common import Adapters, Args, conclude
 from imagekit.core import grammar
-from imagekit.core.attestation import text
+from imagekit.core.evidence import printable as text
 from imagekit.errors import ConfigurationError, ImagekitError, RunFailed
 from imagekit.outcomes import Attested
 from imagekit.stages.ports import Signer

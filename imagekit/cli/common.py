@@ -109,12 +109,16 @@ def registry(use: Adapters, host: str, docker: Engine | None = None, *, environm
     """A client for ``host`` that speaks to it as this host's Docker does: HTTPS, or plain HTTP where
     the engine treats the registry as insecure. A command that needs no engine otherwise asks one if
     it answers, and goes by Docker's defaults (loopback insecure) if not."""
-    info = None
+    return use.registry(host, environment_credentials=environment_credentials, insecure=insecure(host, _engine_info(use, docker)))
+
+
+def _engine_info(use: Adapters, docker: Engine | None) -> dict[str, Any] | None:
+    """The engine's settings (its insecure registries), or None with no engine here: then Docker's
+    defaults decide, as they would for `docker push`."""
     try:
-        info = (docker or use.engine()).info()
-    except Exception:  # noqa: BLE001 - no engine here: Docker's defaults decide, as they would for `docker push`
-        info = None
-    return use.registry(host, environment_credentials=environment_credentials, insecure=insecure(host, info))
+        return (docker or use.engine()).info()
+    except Exception:  # noqa: BLE001 - any failure to reach an engine means "no engine"
+        return None
 
 
 def signer(use: Adapters, docker: Engine | None, public: str | None = None, *, environment_credentials: bool = True) -> Signer | None:
@@ -126,11 +130,7 @@ def signer(use: Adapters, docker: Engine | None, public: str | None = None, *, e
     if not value and public is None:
         return None
     key = cosign.signing_key(value, os.environ.get("IMAGEKIT_SIGNING_PASSWORD", "")) if value else None
-    info = None
-    try:
-        info = (docker or use.engine()).info()
-    except Exception:  # noqa: BLE001 - no engine here: Docker's defaults decide, as for `registry`
-        info = None
+    info = _engine_info(use, docker)
 
     def access(host_name: str) -> cosign.RegistryAccess:
         ca = CERTS_D / host_name / "ca.crt"

@@ -54,7 +54,7 @@ def push(args: Args, use: Adapters, *, target: str | None, staging: bool) -> tup
         signing=Signing(signing, lock, docker, common.local_runner(use, docker)) if signing else None,
     )
     console.info(f"{'plan: ' if dry_run else ''}{'staging' if staging else 'publishing'} {len(found)} image(s) to {target}"
-                 + ("" if signing is None else ", signing each digest (IMAGEKIT_SIGNING_KEY)" if not dry_run else ""))  # fmt: skip
+                 + ("" if signing is None else ", signing each digest (IMAGEKIT_SIGNING_KEY)"))  # fmt: skip
     if signing is None and not dry_run:
         console.warn("not signing: IMAGEKIT_SIGNING_KEY is not set, so the pushed digests carry no signature, SBOM or test attestation")
     try:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imagekit.core import grammar
+from imagekit.core.evidence import printable as text
 
 # Ours: a name, not a document to fetch (in-toto predicate types are URIs by convention).
 SMOKE_PREDICATE = "https://imagekit.dev/attestations/smoke-test/v1"
@@ -25,14 +26,8 @@ CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"  # what `cosign attest --type 
 STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
 # `cosign verify` prints one JSON object per signature; an image signature says so in `critical.type`.
 SIGNATURE_TYPE = "cosign container image signature"
-_PRINTABLE = 160
 _RESULT = re.compile(r"passed|failed|error")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-def text(value: object, limit: int = _PRINTABLE) -> str:
-    """A string from a registry, cut and made printable: it goes into tables and logs."""
-    return "".join(c if c.isprintable() else "?" for c in str(value)[:limit])
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ _STAGED_FIELDS = {"image_id": _IMAGE_ID, "content_id": grammar.HEX64, "reference
 _PRINTABLE = 200
 
 
-def _text(value: object, limit: int = _PRINTABLE) -> str:
+def printable(value: object, limit: int = _PRINTABLE) -> str:
     """A string from outside, cut and made printable: it goes into tables and logs."""
     return "".join(c if c.isprintable() else "?" for c in str(value)[:limit])
 
@@ -63,7 +63,9 @@ def read_staged(text: str, where: str) -> dict[str, StagedImage]:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        raise ConfigurationError(f"{where}: not JSON ({_text(exc, 120)})", tip="use the staged.json that `imagekit stage` wrote") from None
+        raise ConfigurationError(
+            f"{where}: not JSON ({printable(exc, 120)})", tip="use the staged.json that `imagekit stage` wrote"
+        ) from None
     if not isinstance(data, list):
         raise ConfigurationError(f"{where}: expected a list of staged images", tip="use the staged.json that `imagekit stage` wrote")
     found: dict[str, StagedImage] = {}
@@ -75,13 +77,13 @@ def read_staged(text: str, where: str) -> dict[str, StagedImage]:
             value = entry.get(name)
             if not isinstance(value, str) or not pattern.fullmatch(value):
                 raise ConfigurationError(
-                    f"{at}: {name}: {_text(value, 80)!r} is not {'a staged reference (host/path@sha256:…)' if name == 'reference' else 'valid'}",
+                    f"{at}: {name}: {printable(value, 80)!r} is not {'a staged reference (host/path@sha256:…)' if name == 'reference' else 'valid'}",
                     tip="use the staged.json that `imagekit stage` wrote; it is never edited by hand",
                 )
         parent = entry.get("parent", "")
         if parent and not (isinstance(parent, str) and _STAGED_REF.fullmatch(parent)):
             raise ConfigurationError(
-                f"{at}: parent: {_text(parent, 80)!r} is not a staged reference", tip="use the staged.json that `imagekit stage` wrote"
+                f"{at}: parent: {printable(parent, 80)!r} is not a staged reference", tip="use the staged.json that `imagekit stage` wrote"
             )
         if entry["image_id"] in found:
             raise ConfigurationError(
@@ -149,9 +151,9 @@ def read_result(body: bytes) -> SuiteResult | None:
     try:
         runner = RunnerClass(
             name=_checked(rc.get("name"), grammar.NAME),
-            gpus=tuple(_text(g) for g in rc.get("gpus") or () if isinstance(g, str))[:64],
-            driver=_text(rc.get("driver") or "", 40),
-            engine=_text(rc.get("engine") or "", 120),
+            gpus=tuple(printable(g) for g in rc.get("gpus") or () if isinstance(g, str))[:64],
+            driver=printable(rc.get("driver") or "", 40),
+            engine=printable(rc.get("engine") or "", 120),
         )
         result = SuiteResult(
             image_id=_checked(data.get("image_id"), _IMAGE_ID),
@@ -163,7 +165,7 @@ def read_result(body: bytes) -> SuiteResult | None:
             failed=_count(data.get("failed")),
             skipped=_count(data.get("skipped")),
             seconds=float(data.get("seconds") or 0.0) if type(data.get("seconds") or 0.0) in (int, float) else 0.0,
-            recorded=_text(data.get("recorded") or "", 40),
+            recorded=printable(data.get("recorded") or "", 40),
             timings=data.get("timings") if isinstance(data.get("timings"), dict) else {},
         )
     except (ValueError, TypeError, OverflowError):

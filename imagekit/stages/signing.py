@@ -16,7 +16,7 @@ from typing import Any
 
 from imagekit.core import attestation as at
 from imagekit.core.attestation import SmokeEvidence, Statement
-from imagekit.core.evidence import RunnerClass, SuiteResult
+from imagekit.core.evidence import RunnerClass, SuiteResult, printable
 from imagekit.core.lock import Lock
 from imagekit.core.render import Rendered
 from imagekit.core.sbom import Base, Subject, cyclonedx
@@ -45,7 +45,7 @@ class Checked:
         if self.sbom is not None:
             components = self.sbom.get("components") if isinstance(self.sbom.get("components"), list) else []
             kinds = [str(c.get("purl", "")).split("/", 1)[0] for c in components if isinstance(c, dict)]
-            found.append(f"SBOM: CycloneDX {at.text(self.sbom.get('specVersion'), 8)}, {len(components)} components "
+            found.append(f"SBOM: CycloneDX {printable(self.sbom.get('specVersion'), 8)}, {len(components)} components "
                          f"({kinds.count('pkg:pypi')} pip, {kinds.count('pkg:deb')} apt)")  # fmt: skip
         else:
             found.append("SBOM: none verified")
@@ -164,7 +164,7 @@ class Signing:
         chain = [self.lock.images[image.id]] + ([self.lock.images[image.parent]] if image.parent in self.lock.images else [])
         name, digest = reference.rsplit("@", 1)
         if parent:
-            base = Base(parent.rsplit("@", 1)[0], parent.rsplit("@", 1)[1], pullable=True)
+            base = Base(*parent.rsplit("@", 1), pullable=True)
         elif rendered.base_lock and "@" in rendered.base_lock:
             base = Base(*rendered.base_lock.rsplit("@", 1), pullable=True)
         else:  # a local base (scripts/make-local-base): its image id, which no registry serves
