@@ -335,7 +335,7 @@ class Engine:
         finally:
             # Whatever happened (failure, timeout, Ctrl-C): no container is left behind.
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # and its anonymous volumes (an image VOLUME, e.g. /data)
             except docker.errors.NotFound:
                 pass
 

@@ -21,7 +21,7 @@ def problems(*names: str) -> list[str]:
 
 # The product's own matrix.yaml, on purpose: its shape is the product's to keep (as the golden
 # Dockerfiles of test_render.py are). Other unit tests use tests/matrices/product-like.yaml.
-def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants_and_a_tracking_extension():
+def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants_and_tracking_and_jupyter_extensions():
     matrix = load_matrix([ROOT / "matrix.yaml"])
     assert [i.id for i in matrix.images] == [
         "2.6.0-cu118-py3.11-runtime",
@@ -30,6 +30,8 @@ def test_project_matrix_defines_runtime_and_devel_for_both_cuda_variants_and_a_t
         "2.6.0-cu121-py3.11-devel",
         "2.6.0-cu118-py3.11-runtime-tracking",
         "2.6.0-cu121-py3.11-runtime-tracking",
+        "2.6.0-cu118-py3.11-runtime-jupyter",
+        "2.6.0-cu121-py3.11-runtime-jupyter",
     ]
 
 
