@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LOCAL_BASE = "imagekit-local/debian-python:bookworm-py3.11"
 IMAGE_ID = "2.6.0-cu121-py3.11-runtime"
 EXTENSION_ID = f"{IMAGE_ID}-tracking"  # matrix.yaml's example extension of IMAGE_ID
+JUPYTER_ID = f"{IMAGE_ID}-jupyter"
+NO_JUPYTER = "no-jupyter.yaml"  # the session's overlay that drops the jupyter extension (conftest.py)
 
 
 # Reset SIGINT to its default, then exec the same Python with the remaining arguments.

