@@ -27,6 +27,7 @@ from engines import CLASSIC
 
 pytestmark = [pytest.mark.docker, pytest.mark.engines(CLASSIC, primary=False), pytest.mark.tool("chromium", "chromedriver")]
 
+SHOWN = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on screen, not one in a hidden tab
 ARTIFACTS = Path(os.environ.get("IMAGEKIT_TEST_ARTIFACTS") or ROOT / "test-artifacts")
 # A 440 Hz tone, one second at 16 kHz, as a 64-band mel spectrogram; its loudest band is printed so
 # the page shows the computation as well as the plot.
@@ -156,6 +157,17 @@ def _wait(driver, css: str, timeout: float = 120):
     return WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
 
 
+def _labelled(driver, css: str, label: str, timeout: float = 60):
+    """The element matching ``css`` whose text is ``label`` (a menu's entries carry no ids)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def find(d):
+        return next((e for e in d.find_elements(By.CSS_SELECTOR, css) if e.text == label), False)
+
+    return WebDriverWait(driver, timeout).until(find)
+
+
 def test_without_the_token_the_browser_lands_on_the_login_page(served, browser):
     browser.delete_all_cookies()
     browser.get(served["url"] + "/lab")
@@ -166,7 +178,7 @@ def test_without_the_token_the_browser_lands_on_the_login_page(served, browser):
 
 def test_a_notebook_plots_a_mel_spectrogram_in_the_browser(served, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     url, token = served["url"], served["token"]
     browser.get(url + "/lab")
@@ -183,24 +195,30 @@ def test_a_notebook_plots_a_mel_spectrogram_in_the_browser(served, browser):
     urllib.request.urlopen(urllib.request.Request(f"{url}/api/contents/{name}", data=body, method="PUT", headers=headers), timeout=60)
 
     browser.get(f"{url}/lab/tree/{name}")
-    _wait(browser, '.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=180)
-    _wait(browser, ".jp-Notebook .jp-Cell .cm-content").click()
-    browser.switch_to.active_element.send_keys(Keys.SHIFT, Keys.ENTER)
-    image = _wait(browser, ".jp-OutputArea-output img", timeout=300)
-    # The code, what it printed and the plot, in one picture.
-    browser.execute_script("arguments[0].scrollIntoView(true)", browser.find_element(By.CSS_SELECTOR, ".jp-Notebook .jp-Cell"))
-    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        # The kernel connected and idle (the status bar says so), then the Run menu's "Run All
+        # Cells": a menu command, which no focus or timing of a key press can lose.
+        WebDriverWait(browser, 300).until(lambda d: "| Idle" in d.find_element(By.CSS_SELECTOR, ".jp-StatusBar-Widget").text)
+        _labelled(browser, ".lm-MenuBar-itemLabel", "Run").click()
+        _labelled(browser, ".lm-Menu-itemLabel", "Run All Cells").click()
+        image = _wait(browser, f"{SHOWN} .jp-OutputArea-output img", timeout=600)
+    except Exception:
+        browser.save_screenshot(str(ARTIFACTS / "jupyter-mel-spectrogram-failed.png"))
+        raise
+    # The code, what it printed and the plot, in one picture.
+    browser.execute_script("arguments[0].scrollIntoView(true)", _wait(browser, f"{SHOWN} .jp-Cell"))
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) > 0
     shot = ARTIFACTS / "jupyter-mel-spectrogram.png"
     browser.save_screenshot(str(shot))
 
-    text = browser.find_element(By.CSS_SELECTOR, ".jp-OutputArea").text
+    text = browser.find_element(By.CSS_SELECTOR, f"{SHOWN} .jp-OutputArea").text
     # (channel, bands, frames: one per 200 samples, both ends padded), and the tone where it is.
     found = re.search(r"mel \(1, 64, 81\) loudest band (\d+)", text)
     assert found, text
     low, centre, high = _band_edges_hz(int(found.group(1)))
     assert abs(centre - 440) < (high - low) / 2, (found.group(0), low, centre, high)
-    assert not browser.find_elements(By.CSS_SELECTOR, '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert not browser.find_elements(By.CSS_SELECTOR, f'{SHOWN} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
     # The plot itself: a PNG matplotlib drew (its size in the header), not an empty placeholder.
     src = image.get_attribute("src")
     assert src.startswith("data:image/png;base64,"), src[:80]
